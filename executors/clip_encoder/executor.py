@@ -1,0 +1,94 @@
+"""Jina wrapper of loupe.clip: chunk embeddings at /index, query embeddings at /search."""
+from typing import Iterator, List, Optional
+
+from docarray import DocList
+from jina import Executor, requests
+from PIL import Image
+
+from loupe.boxes import as_boxes
+from loupe.clip import ClipEmbedder
+from loupe.constants import STATUS_ERROR
+from loupe.errors import ImageLoadError
+from loupe.images import source_bytes
+from loupe.schema import Chunk, ImageDoc
+
+
+class ClipEncoder(Executor):
+    """Sets ``chunk.embedding`` for every chunk at /index and ``doc.embedding`` at /search."""
+
+    def __init__(self, model: Optional[str] = None, batch_size: int = 32, device: str = 'auto',
+                 half: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.embedder = ClipEmbedder(model, batch_size=batch_size, device=device, half=half)
+
+    @requests(on='/index')
+    def index(self, docs: DocList[ImageDoc], parameters: dict = None,
+              **kwargs) -> DocList[ImageDoc]:
+        if not docs:
+            return docs
+        batch_size = (parameters or {}).get('batch_size', self.embedder.batch_size)
+        chunks: List[Chunk] = []
+        # One batch stream across all docs of the request: small docs fill each other's batches.
+        embeddings = self.embedder.embed_images(self._crops(docs, chunks), batch_size)
+        for chunk, embedding in zip(chunks, embeddings):
+            chunk.embedding = embedding
+        return docs
+
+    def _crops(self, docs: DocList[ImageDoc], chunks: List[Chunk]) -> Iterator[Image.Image]:
+        """Crops of every chunk, in order, appending each chunk to ``chunks`` as it is yielded."""
+        for doc in docs:
+            if doc.error or not doc.chunks:
+                continue
+            if any(len(chunk.box) != 4 for chunk in doc.chunks):
+                doc.error, doc.status = 'a chunk has no [x1, y1, x2, y2] box', STATUS_ERROR
+                continue
+            boxes = as_boxes([chunk.box for chunk in doc.chunks])
+            try:
+                decoded = self.embedder.decode(source_bytes(doc.blob, doc.uri), boxes)
+            except ImageLoadError as e:
+                doc.error, doc.status = str(e), STATUS_ERROR
+                continue
+            for chunk, box in zip(doc.chunks, boxes):
+                chunks.append(chunk)
+                yield decoded.crop(box)
+
+    @requests(on='/search')
+    def search(self, docs: DocList[ImageDoc], parameters: dict = None,
+               **kwargs) -> DocList[ImageDoc]:
+        if not docs:
+            return docs
+        batch_size = (parameters or {}).get('batch_size', self.embedder.batch_size)
+        text_docs, image_docs = [], []
+        for doc in docs:
+            if doc.error:
+                continue
+            if doc.text and doc.text.strip():
+                text_docs.append(doc)
+            elif doc.blob or doc.uri:
+                image_docs.append(doc)
+            else:
+                doc.error = 'empty query: give a non-blank text or an image'
+        if text_docs:
+            embeddings = self.embedder.embed_texts([d.text.strip() for d in text_docs], batch_size)
+            for doc, embedding in zip(text_docs, embeddings):
+                doc.embedding = embedding
+        embedded: List[ImageDoc] = []
+        embeddings = self.embedder.embed_images(self._query_images(image_docs, embedded),
+                                                batch_size)
+        for doc, embedding in zip(embedded, embeddings):
+            doc.embedding = embedding
+        return docs
+
+    def _query_images(self, docs: List[ImageDoc], embedded: List[ImageDoc]) -> Iterator[Image.Image]:
+        for doc in docs:
+            try:
+                decoded = self.embedder.decode(source_bytes(doc.blob, doc.uri))
+            except ImageLoadError as e:
+                doc.error = f'cannot read the query image: {e}'
+                continue
+            embedded.append(doc)
+            yield decoded.image
+
+    @requests
+    def passthrough(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        return docs

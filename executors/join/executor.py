@@ -1,0 +1,44 @@
+"""Joins the two branches of the index flow into one report per image.
+
+The branches answer with the same document ids: root storage (status, size, content hash) and
+segmenter -> encoder -> indexer (chunks). docarray v2 cannot reduce nested DocLists of equal ids,
+so this executor takes ``no_reduce: true`` and merges ``docs_matrix`` by id itself; the order of
+the branches in it is not stable, so nothing here depends on it.
+"""
+from typing import List, Optional
+
+from docarray import DocList
+from jina import Executor, requests
+
+from loupe.constants import STATUS_ERROR
+from loupe.docs import slim
+from loupe.schema import ImageDoc
+
+
+def merge_branches(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
+    merged = {}
+    for branch in docs_matrix:
+        for doc in branch:
+            base = merged.setdefault(doc.id, doc)
+            if base is doc:
+                continue
+            if len(doc.chunks) > len(base.chunks):
+                base.chunks = doc.chunks
+            for name in ('uri', 'width', 'height', 'content_hash'):
+                if getattr(base, name) is None:
+                    setattr(base, name, getattr(doc, name))
+            errors = [e for e in (base.error, doc.error) if e]
+            base.error = '; '.join(dict.fromkeys(errors)) or None
+            if doc.status == STATUS_ERROR or base.status is None:
+                base.status = doc.status
+    for doc in merged.values():
+        if doc.error:
+            doc.status = STATUS_ERROR
+    return DocList[ImageDoc](merged.values())
+
+
+class Join(Executor):
+    @requests
+    def join(self, docs: DocList[ImageDoc], docs_matrix: Optional[List[DocList[ImageDoc]]] = None,
+             **kwargs) -> DocList[ImageDoc]:
+        return slim(merge_branches(docs_matrix) if docs_matrix else docs)

@@ -1,0 +1,80 @@
+"""Root storage executor: keeps the parent images in LMDB and fills search results from them."""
+from typing import Optional
+
+from docarray import DocList
+from jina import Executor, requests
+
+from loupe.constants import STATUS_DELETED, STATUS_INDEXED
+from loupe.docs import mark_error, slim
+from loupe.errors import ImageLoadError
+from loupe.images import source_bytes
+from loupe.schema import ImageDoc, Match
+from loupe.settings import STORE_DIR, executor_workspace
+from loupe.store import RootStore, build_record
+
+class RootStorage(Executor):
+    def __init__(self, preview_size: int = 1024, path: Optional[str] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.preview_size = preview_size
+        self.store = RootStore(path or executor_workspace(self) / STORE_DIR)
+
+    @requests(on='/index')
+    def index(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+              **kwargs) -> DocList[ImageDoc]:
+        preview_size = int((parameters or {}).get('preview_size', self.preview_size))
+        records = []
+        for doc in docs or ():
+            if doc.error:
+                continue
+            try:
+                data = source_bytes(doc.blob, doc.uri)
+                record = build_record(doc.id, data, doc.uri, doc.tags, preview_size)
+            except ImageLoadError as e:
+                mark_error(doc, str(e))
+                continue
+            doc.width, doc.height = record.width, record.height
+            doc.content_hash = record.content_hash
+            doc.status = STATUS_INDEXED
+            records.append(record)
+        self.store.put(records)
+        self.logger.info(f'stored {len(records)} of {len(docs or ())} images')
+        return slim(docs)
+
+    @requests(on='/search')
+    def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+               **kwargs) -> DocList[ImageDoc]:
+        with_preview = bool((parameters or {}).get('with_preview', False))
+        for doc in docs or ():
+            if not doc.matches:
+                continue
+            records = self.store.get_many([m.parent_id for m in doc.matches], preview=with_preview)
+            kept = [m for m in doc.matches if m.parent_id in records]
+            for match in kept:
+                rec = records[match.parent_id]
+                match.uri, match.tags = rec.uri, rec.tags
+                match.width, match.height = rec.width, rec.height
+                match.preview = rec.preview or None
+            doc.matches = DocList[Match](kept)
+        return slim(docs)
+
+    @requests(on='/delete')
+    def delete(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        removed = set(self.store.delete([doc.id for doc in docs or ()]))
+        for doc in docs or ():
+            doc.status = STATUS_DELETED if doc.id in removed else None
+        return docs
+
+    @requests(on='/exists')
+    def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        found = self.store.get_many([doc.id for doc in docs or ()], preview=False)
+        for doc in docs or ():
+            doc.status = STATUS_INDEXED if doc.id in found else None
+        return docs
+
+    @requests
+    def passthrough(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        return docs
+
+    def close(self) -> None:
+        self.store.close()
+        super().close()

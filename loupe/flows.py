@@ -1,0 +1,59 @@
+"""Loading the YAML flows from anywhere, with host/port and executor overrides."""
+import os
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from loupe.constants import ENV_FLOWS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FLOW_NAMES = ('index', 'query', 'serve')
+
+
+def jina_defaults() -> None:
+    """Loopback servers, no banner, no telemetry: set before jina starts anything."""
+    os.environ.setdefault('JINA_DEFAULT_HOST', '127.0.0.1')
+    os.environ.setdefault('JINA_HIDE_SURVEY', '1')
+    os.environ.setdefault('JINA_OPTOUT_TELEMETRY', '1')
+
+
+def flow_path(name_or_path: str) -> Path:
+    """``index``/``query``/``serve`` name a flow in ``$LOUPE_FLOWS`` (default: the project's flows/)."""
+    if name_or_path in FLOW_NAMES:
+        return Path(os.environ.get(ENV_FLOWS) or PROJECT_ROOT / 'flows') / f'{name_or_path}.yml'
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ValueError(f'no flow {name_or_path!r}: give one of {", ".join(FLOW_NAMES)} '
+                         'or a YAML file')
+    return path
+
+
+def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
+                protocol=None, executors: Optional[dict] = None) -> dict:
+    """The flow's YAML as a dict, executor ``uses`` made absolute so any working directory works.
+
+    ``executors`` maps an executor name to ``uses_with`` values that override the YAML's.
+    """
+    path = flow_path(name_or_path)
+    config = yaml.safe_load(path.read_text())
+    for executor in config.get('executors', []):
+        uses = executor.get('uses', '')
+        if isinstance(uses, str) and uses.endswith(('.yml', '.yaml')) and not Path(uses).is_absolute():
+            candidates = [path.parent / uses, path.parent.parent / uses, PROJECT_ROOT / uses]
+            executor['uses'] = str(next((c for c in candidates if c.is_file()), candidates[-1]))
+        overrides = (executors or {}).get(executor.get('name'))
+        if overrides:
+            executor['uses_with'] = {**executor.get('uses_with', {}), **overrides}
+    settings = config.setdefault('with', {})
+    for key, value in (('host', host), ('port', port), ('protocol', protocol)):
+        if value is not None:
+            settings[key] = value
+    return config
+
+
+def load_flow(name_or_path: str, **kwargs):
+    jina_defaults()
+    from jina import Flow
+
+    return Flow.load_config(flow_config(name_or_path, **kwargs))

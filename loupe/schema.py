@@ -1,0 +1,57 @@
+"""Document schema (docarray v2) shared by every executor, the client and the CLI.
+
+Boxes are ``[x1, y1, x2, y2]`` in the original image's pixels, EXIF orientation applied.
+"""
+from typing import Dict, List, Optional
+
+from docarray import BaseDoc, DocList
+from docarray.typing import NdArray
+from pydantic import Field
+
+
+class Chunk(BaseDoc):
+    """A region of an image that is embedded on its own."""
+
+    parent_id: str = ''
+    box: List[float] = Field(default_factory=list)
+    kind: str = ''  # partition method: loupe.constants.KIND_*
+    label: Optional[str] = None  # detector class name, where there is one
+    score: Optional[float] = None  # proposal confidence, where there is one
+    embedding: Optional[NdArray] = None
+
+
+class Match(BaseDoc):
+    """One search result: a parent image, its scores per stage and where the query is in it."""
+
+    parent_id: str = ''
+    uri: Optional[str] = None
+    tags: Dict = Field(default_factory=dict)
+    width: Optional[int] = None
+    height: Optional[int] = None
+    score: float = 0.0  # the score the result is ranked by
+    scores: Dict[str, float] = Field(default_factory=dict)  # keys: loupe.constants.SCORE_*
+    highlight_box: Optional[List[float]] = None
+    highlight_source: Optional[str] = None  # loupe.constants.SOURCE_*
+    chunk_kind: Optional[str] = None  # kind of the best-matching chunk
+    preview: Optional[bytes] = None  # JPEG of the image, only when a search asks `with_preview`
+
+
+class ImageDoc(BaseDoc):
+    """An image to index, or a query (``text``, or an image as ``blob``/``uri``)."""
+
+    uri: Optional[str] = None
+    blob: Optional[bytes] = None
+    text: Optional[str] = None
+    tags: Dict = Field(default_factory=dict)
+    width: Optional[int] = None
+    height: Optional[int] = None
+    content_hash: Optional[str] = None
+    embedding: Optional[NdArray] = None
+    chunks: DocList[Chunk] = Field(default_factory=lambda: DocList[Chunk]())
+    matches: DocList[Match] = Field(default_factory=lambda: DocList[Match]())
+    status: Optional[str] = None  # loupe.constants.STATUS_* after /index
+    error: Optional[str] = None  # why this item failed; the rest of the request goes on
+
+
+def new_docs(docs=None) -> DocList[ImageDoc]:
+    return DocList[ImageDoc](docs or [])
