@@ -112,7 +112,7 @@ class ChunkIndex:
                  expansion_add: Optional[int] = None, expansion_search: Optional[int] = None,
                  save_every: Optional[int] = 10_000, rebuild: bool = False,
                  map_size: int = 64 << 20):
-        """Settings left as None take the persisted value, else ``DEFAULTS``.
+        """Settings left as None keep the persisted value, else take ``DEFAULTS``.
 
         Persisted structural settings (precision, connectivity, expansion_add) win over given
         ones unless ``rebuild``; ``expansion_search`` only affects queries, so a given value is
@@ -138,8 +138,9 @@ class ChunkIndex:
 
     # -- settings and graph file ------------------------------------------------------------
 
-    def _meta(self, name: str, default=None):
-        value = self._env.read(lambda txn: txn.get(name.encode(), db=self._dbs[_META]))
+    def _meta(self, name: str, default=None, txn=None):
+        get = lambda t: t.get(name.encode(), db=self._dbs[_META])  # noqa: E731
+        value = get(txn) if txn is not None else self._env.read(get)
         return default if value is None else json.loads(value)
 
     def _put_meta(self, txn, **values) -> None:
@@ -148,9 +149,8 @@ class ChunkIndex:
 
     def _resolve_settings(self, given: dict, rebuild: bool) -> dict:
         stored = self._meta('settings')
-        settings = dict(DEFAULTS)
+        settings = {**DEFAULTS, **(stored or {})}
         if stored and not rebuild:
-            settings.update(stored)
             changed = [name for name in STRUCTURAL
                        if given[name] is not None and given[name] != stored[name]]
             if changed:
@@ -180,7 +180,8 @@ class ChunkIndex:
                 self._index.load(str(self._graph_path()))
                 loaded = self._index.ndim == self.ndim
             except (RuntimeError, ValueError) as e:
-                logger.warning('cannot load %s (%s); rebuilding it from LMDB', self._graph_path(), e)
+                logger.warning('cannot load %s (%s); rebuilding it from LMDB',
+                               self._graph_path(), e)
             if not loaded:
                 self._index = self._new_graph()
         self._index.expansion_search = self.settings['expansion_search']
@@ -239,12 +240,13 @@ class ChunkIndex:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def _check_ndim(self, ndim: int, what: str) -> None:
-        if self.ndim is not None and ndim != self.ndim:
+    def _check_ndim(self, ndim: int, what: str, expected: Optional[int] = None) -> None:
+        expected = expected or self.ndim
+        if expected is not None and ndim != expected:
             raise DimensionMismatchError(
-                f'{what} has {ndim} dimensions but the chunk index at {self.path} holds '
-                f'{self.ndim}-dimensional vectors; a different model needs its own workspace '
-                f'(or delete the index and re-index)')
+                f'{what} has {ndim} dimensions but the chunk index at {self.path} expects '
+                f'{expected}; a different model needs its own workspace (or delete the index '
+                f'and re-index)')
 
     @staticmethod
     def _vectors(parent_id: str, chunks: Sequence) -> np.ndarray:
@@ -273,18 +275,16 @@ class ChunkIndex:
         """
         prepared = [(pid, list(chunks or ()), dict(tags or {}), self._vectors(pid, chunks or ()))
                     for pid, chunks, tags in items or ()]
-        sizes = sorted({vecs.shape[1] for *_, vecs in prepared if len(vecs)})
-        if len(sizes) > 1:
-            raise DimensionMismatchError(f'chunk embeddings of one batch differ in size: {sizes}')
         if not prepared:
             return 0
+        sizes = [vecs.shape[1] for *_, vecs in prepared if len(vecs)]
         with self._lock:
-            if sizes:
-                self._check_ndim(sizes[0], 'chunk embedding')
             ndim = self.ndim or (sizes[0] if sizes else None)
+            for size in sizes:
+                self._check_ndim(size, 'chunk embedding', ndim)
 
             def write(txn):
-                next_key = self._meta_in(txn, 'next_key', 0)
+                next_key = self._meta('next_key', 0, txn)
                 removed, added = [], {}
                 for parent_id, chunks, tags, vectors in prepared:
                     for key in self._drop_parent(txn, parent_id):
@@ -302,7 +302,7 @@ class ChunkIndex:
                     txn.put(_parent_key(parent_id), json.dumps(record, default=str).encode(),
                             db=self._dbs[_PARENTS])
                 self._put_meta(txn, next_key=next_key, ndim=ndim,
-                               generation=self._meta_in(txn, 'generation', 0) + 1)
+                               generation=self._meta('generation', 0, txn) + 1)
                 return removed, added
 
             removed, added = self._env.write(write)
@@ -321,16 +321,12 @@ class ChunkIndex:
             def write(txn):
                 removed = [key for pid in parent_ids for key in self._drop_parent(txn, pid)]
                 if removed:
-                    self._put_meta(txn, generation=self._meta_in(txn, 'generation', 0) + 1)
+                    self._put_meta(txn, generation=self._meta('generation', 0, txn) + 1)
                 return removed
 
             removed = self._env.write(write)
             self._apply(removed, {})
         return len(removed)
-
-    def _meta_in(self, txn, name: str, default):
-        value = txn.get(name.encode(), db=self._dbs[_META])
-        return default if value is None else json.loads(value)
 
     def _drop_parent(self, txn, parent_id: str) -> List[int]:
         value = txn.get(_parent_key(parent_id), db=self._dbs[_PARENTS])
@@ -360,8 +356,9 @@ class ChunkIndex:
 
         With a ``filter`` (tag -> value, or tag -> list of accepted values) the graph is asked
         for ``4k`` candidates, then 4x more each round, until ``k`` of them pass the filter or
-        the whole index has been fetched; that last round is an exact (brute-force) search so a
-        rare tag value is never missed. A zero query vector gets no hits.
+        the whole index has been fetched. Any round that asks for the whole index is an exact
+        (brute-force) search, so a small index or a rare tag value never misses a chunk.
+        A zero query vector gets no hits.
         """
         if queries is None:
             return []
@@ -392,7 +389,8 @@ class ChunkIndex:
         fetch = wanted * _FILTER_GROWTH if filter else wanted
         while pending:
             count = min(fetch, size)
-            found = self._index.search(queries[pending], count, exact=bool(filter) and count >= size)
+            exhaustive = count >= size  # asked for everything: exact, never a missed chunk
+            found = self._index.search(queries[pending], count, exact=exhaustive)
             if not isinstance(found, BatchMatches):
                 found = [found]
             still = []

@@ -26,16 +26,32 @@ def _key_values(pairs: Optional[List[str]]) -> dict:
 
 
 @contextlib.contextmanager
+def _stdout_to_stderr():
+    """Jina's logs (ours and the executor processes') go to stderr: stdout is for results."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextlib.contextmanager
 def _loupe(args, flow: str):
     from loupe.client import DEFAULT_PORT, Loupe
 
     server = args.server or os.environ.get(ENV_SERVER)
-    if server:
-        host, _, port = server.rpartition(':')
-        yield Loupe.connect(host or '127.0.0.1', int(port or DEFAULT_PORT), args.protocol)
-    else:
-        with Loupe.local(flow) as client:
-            yield client
+    with _stdout_to_stderr():
+        if server:
+            host, _, port = server.rpartition(':')
+            yield Loupe.connect(host or '127.0.0.1', int(port or DEFAULT_PORT), args.protocol)
+        else:
+            os.environ.setdefault('JINA_LOG_LEVEL', 'WARNING')
+            with Loupe.local(flow) as client:
+                yield client
 
 
 def cmd_index(args) -> int:

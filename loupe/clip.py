@@ -81,7 +81,7 @@ class _Pixels:
     def batch(self, images: Sequence[Image.Image], device: torch.device,
               dtype: torch.dtype) -> torch.Tensor:
         uint8 = torch.from_numpy(np.stack([self(img) for img in images]))
-        x = uint8.to(device).permute(0, 3, 1, 2).float()
+        x = uint8.to(device).permute(0, 3, 1, 2).float().contiguous()
         x = x * self.scale.to(device) - self.shift.to(device)
         return x.to(dtype)
 

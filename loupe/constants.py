@@ -20,6 +20,9 @@ STATUS_INDEXED = 'indexed'
 STATUS_ERROR = 'error'
 STATUS_DELETED = 'deleted'
 
+# Endpoints the flows serve.
+ENDPOINTS = ('/index', '/search', '/delete', '/exists')
+
 # Environment settings.
 ENV_WORKSPACE = 'LOUPE_WORKSPACE'
 ENV_FLOWS = 'LOUPE_FLOWS'  # folder of the flow YAMLs

@@ -78,8 +78,8 @@ def read_source(uri: str, timeout: float = 15.0) -> bytes:
 
 def source_bytes(blob: Optional[bytes], uri: Optional[str]) -> bytes:
     """The image bytes of a document: its ``blob``, else what its ``uri`` points to."""
-    if blob:
-        return blob
+    if blob is not None and (blob or not uri):
+        return blob  # a zero-byte blob is reported as an empty file by decode
     if uri:
         return read_source(uri)
     raise ImageLoadError('no image: the document has neither blob nor uri')

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional
 
 from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
-from pydantic import Field
+from pydantic import Field, validator
 
 
 class Chunk(BaseDoc):
@@ -51,6 +51,11 @@ class ImageDoc(BaseDoc):
     matches: DocList[Match] = Field(default_factory=lambda: DocList[Match]())
     status: Optional[str] = None  # loupe.constants.STATUS_* after /index
     error: Optional[str] = None  # why this item failed; the rest of the request goes on
+
+    @validator('tags', 'chunks', 'matches', pre=True, always=True)
+    def _empty_when_null(cls, value, field):
+        # Jina's HTTP gateway sends omitted fields as null; they mean "empty", not an error.
+        return field.default_factory() if value is None else value
 
 
 def new_docs(docs=None) -> DocList[ImageDoc]:

@@ -14,7 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoImageProcessor, AutoModel, AutoModelForObjectDetection
+from transformers import (
+    AutoConfig, AutoImageProcessor, AutoModel, AutoModelForObjectDetection)
 
 from loupe.boxes import area, as_boxes, clip_to_image, iou_matrix, nms, to_list
 from loupe.constants import (
@@ -244,9 +245,13 @@ def _detector(images: Sequence[DecodedImage], s: Settings, models: ModelCache
 
 
 def _load_dino(checkpoint: str, device: torch.device) -> tuple:
+    config = from_pretrained(AutoConfig, checkpoint)
+    # DINO ViT checkpoints have no pooler; without this, loading warns of missing weights.
+    extra = {'add_pooling_layer': False} if config.model_type == 'vit' else {}
     # Eager attention: SDPA kernels do not return attention weights.
-    model = from_pretrained(AutoModel, checkpoint, attn_implementation='eager').to(device).eval()
-    return model, from_pretrained(AutoImageProcessor, checkpoint)
+    model = from_pretrained(AutoModel, checkpoint, config=config, attn_implementation='eager',
+                            **extra)
+    return model.to(device).eval(), from_pretrained(AutoImageProcessor, checkpoint)
 
 
 def dino_grid(width: int, height: int, size: int, patch: int) -> tuple:

@@ -33,10 +33,10 @@ class ChunkIndexer(Executor):
         self.limit = positive_int(None, 'limit', limit)
         self.chunk_limit = None if chunk_limit is None else positive_int(
             None, 'chunk_limit', chunk_limit)
-        self.index = ChunkIndex(executor_workspace(self) / INDEX_DIR, precision=precision,
-                                connectivity=connectivity, expansion_add=expansion_add,
-                                expansion_search=expansion_search, save_every=save_every,
-                                rebuild=rebuild)
+        self.chunk_index = ChunkIndex(
+            executor_workspace(self) / INDEX_DIR, precision=precision, connectivity=connectivity,
+            expansion_add=expansion_add, expansion_search=expansion_search, save_every=save_every,
+            rebuild=rebuild)
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
@@ -48,7 +48,7 @@ class ChunkIndexer(Executor):
                 mark_error(doc, 'chunks without embeddings cannot be indexed')
                 continue
             items.append((doc.id, doc.chunks, doc.tags))
-        stored = self.index.upsert_many(items)
+        stored = self.chunk_index.upsert_many(items)
         if items:
             self.logger.info(f'indexed {stored} chunks of {len(items)} images')
         for doc in docs or ():
@@ -71,7 +71,7 @@ class ChunkIndexer(Executor):
         sizes = sorted({vector.size for vector in vectors})
         if len(sizes) > 1:
             raise InvalidRequestError(f'query embeddings of one request differ in size: {sizes}')
-        hits = self.index.search(np.stack(vectors), chunk_limit, parameters.get('filter'))
+        hits = self.chunk_index.search(np.stack(vectors), chunk_limit, parameters.get('filter'))
         for doc, doc_hits in zip(queries, hits):
             doc.matches = DocList[Match](
                 Match(parent_id=hit.parent_id, score=hit.similarity,
@@ -82,7 +82,7 @@ class ChunkIndexer(Executor):
 
     @requests(on='/delete')
     def delete(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        removed = self.index.delete(doc.id for doc in docs or ())
+        removed = self.chunk_index.delete(doc.id for doc in docs or ())
         self.logger.info(f'removed {removed} chunks')
         return docs
 
@@ -91,5 +91,5 @@ class ChunkIndexer(Executor):
         return docs
 
     def close(self) -> None:
-        self.index.close()
+        self.chunk_index.close()
         super().close()

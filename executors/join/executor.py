@@ -10,7 +10,7 @@ from typing import List, Optional
 from docarray import DocList
 from jina import Executor, requests
 
-from loupe.constants import STATUS_ERROR
+from loupe.constants import ENDPOINTS, STATUS_ERROR
 from loupe.docs import slim
 from loupe.schema import ImageDoc
 
@@ -38,7 +38,9 @@ def merge_branches(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
 
 
 class Join(Executor):
-    @requests
+    # Named, not a default handler: the gateway derives each endpoint's schema along every path
+    # and needs this leaf to declare the endpoints the segmenter branch lacks (/exists).
+    @requests(on=ENDPOINTS)
     def join(self, docs: DocList[ImageDoc], docs_matrix: Optional[List[DocList[ImageDoc]]] = None,
              **kwargs) -> DocList[ImageDoc]:
         return slim(merge_branches(docs_matrix) if docs_matrix else docs)

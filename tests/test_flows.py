@@ -1,0 +1,192 @@
+"""The YAML flows end to end with tiny models: index a folder, search it, restart, serve, CLI."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import jpeg_bytes, synthetic_image
+from loupe.boxes import as_boxes
+from loupe.client import Loupe
+from loupe.constants import (ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL,
+                             ENV_WORKSPACE, SOURCE_RERANKER)
+from loupe.errors import LoupeError
+
+N_PHOTOS = 12
+
+
+@pytest.fixture(scope='module')
+def env(tiny_clip, tiny_owlvit, tiny_detector, tiny_dino, tmp_path_factory):
+    """Flows read models and the data folder from the environment, as a user would set it."""
+    values = {ENV_CLIP_MODEL: tiny_clip, ENV_OWL_MODEL: tiny_owlvit,
+              ENV_DETECTOR_MODEL: tiny_detector, ENV_DINO_MODEL: tiny_dino,
+              ENV_WORKSPACE: str(tmp_path_factory.mktemp('workspace'))}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield values
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope='module')
+def photo_folder(coco_images, tmp_path_factory) -> Path:
+    """A folder with real photos in a sub-folder, a duplicate, and files that are not images."""
+    folder = tmp_path_factory.mktemp('photos')
+    (folder / 'trip').mkdir()
+    for path in coco_images[:N_PHOTOS]:
+        shutil.copy(path, folder / 'trip' / path.name)
+    shutil.copy(coco_images[0], folder / 'copy-of-first.jpg')
+    (folder / 'corrupt.jpg').write_bytes(b'not a jpeg')
+    (folder / 'empty.png').write_bytes(b'')
+    (folder / 'notes.txt').write_text('not an image, not crawled')
+    return folder
+
+
+@pytest.fixture(scope='module')
+def indexed(env, photo_folder):
+    with Loupe.local('index') as client:
+        report = client.index([photo_folder], tags={'album': 'trip'}, batch_size=5)
+        again = client.index([photo_folder])
+    return report, again
+
+
+def test_index_flow_reports_every_item(indexed, photo_folder):
+    report, again = indexed
+    assert len(report.indexed) == N_PHOTOS
+    assert {Path(p.source).name for p in report.errors} == {'corrupt.jpg', 'empty.png'}
+    assert [p.reason for p in report.skipped] == [f'duplicate of {photo_folder}/copy-of-first.jpg']
+    assert report.chunks >= N_PHOTOS * 10  # whole image + a 3x3 grid each
+    assert not again.indexed and len(again.skipped) == N_PHOTOS + 1  # a re-run skips them
+
+
+@pytest.fixture(scope='module')
+def query_client(indexed):
+    with Loupe.local('query') as client:
+        yield client
+
+
+def test_text_search_returns_ranked_results_with_boxes_inside_the_image(query_client):
+    results = query_client.search('a photo of a dog', limit=5)
+    assert len(results) == 5
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    for r in results:
+        assert Path(r.uri).is_file() and r.tags == {'album': 'trip'}
+        x1, y1, x2, y2 = r.highlight
+        assert 0 <= x1 < x2 <= r.width and 0 <= y1 < y2 <= r.height
+
+
+def test_image_query_finds_its_own_source_first(query_client, coco_images):
+    results = query_client.search(image=str(coco_images[3]), limit=3)
+    assert Path(results[0].uri).name == coco_images[3].name
+
+
+def test_rerank_replaces_highlight_with_detected_box(query_client):
+    plain = query_client.search('a dog', limit=4)
+    reranked = query_client.search('a dog', limit=4, rerank=True)
+    assert {r.id for r in reranked} == {r.id for r in plain}
+    assert all(r.highlight_source == SOURCE_RERANKER for r in reranked)
+    assert all('rerank' in r.scores for r in reranked)
+
+
+def test_filter_on_tags(query_client):
+    assert len(query_client.search('a dog', filter={'album': 'trip'}, limit=3)) == 3
+    assert query_client.search('a dog', filter={'album': 'other'}) == []
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'text': '   '}, 'empty query'),
+    ({'text': 'dog', 'limit': 0}, 'limit'),
+    ({'image': b'not an image'}, 'image'),
+])
+def test_bad_queries_are_clear_errors_and_the_service_goes_on(query_client, kwargs, message):
+    with pytest.raises((LoupeError, ValueError), match=message):
+        query_client.search(**kwargs)
+    assert query_client.search('a dog', limit=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _cli(*args, check=True, **kwargs):
+    return subprocess.run([sys.executable, '-m', 'loupe.cli', *args], capture_output=True,
+                          text=True, check=check, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def server(env):
+    """``loupe serve`` as a user starts it, on free loopback ports; ended by its PID."""
+    grpc_port, http_port = _free_port(), _free_port()
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'loupe.cli', 'serve', '--port', str(grpc_port),
+         '--http-port', str(http_port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    deadline = time.monotonic() + 300
+    for line in process.stdout:
+        if 'loupe serving' in line or time.monotonic() > deadline:
+            break
+    assert process.poll() is None, 'loupe serve exited'
+    yield grpc_port, http_port
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_served_search_sees_images_indexed_after_start(server, tmp_path):
+    grpc_port, http_port = server
+    client = Loupe.connect(port=grpc_port)
+    picture = tmp_path / 'new.jpg'
+    picture.write_bytes(jpeg_bytes(synthetic_image(seed=42)))
+    report = client.index([picture], tags={'album': 'new'})
+    assert report.indexed == [str(picture)]
+    results = client.search(image=str(picture), filter={'album': 'new'}, limit=1)
+    assert [r.uri for r in results] == [str(picture)]
+
+    import urllib.request
+
+    body = json.dumps({'data': [{'text': 'a red square'}],
+                       'parameters': {'limit': 1, 'filter': {'album': 'new'}}}).encode()
+    request = urllib.request.Request(f'http://127.0.0.1:{http_port}/search', data=body,
+                                     headers={'Content-Type': 'application/json'})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data = json.load(response)['data']
+    assert data[0]['matches'][0]['parent_id'] == report_id(client, picture)
+
+
+def report_id(client, picture) -> str:
+    from loupe.sources import to_doc
+
+    return to_doc(str(picture)).id
+
+
+def test_cli_end_to_end(env, photo_folder, tmp_path):
+    workspace = tmp_path / 'cli-workspace'
+    out = _cli('--workspace', str(workspace), 'index', str(photo_folder), '--quiet')
+    assert f'indexed {N_PHOTOS} images' in out.stdout
+    assert 'corrupt.jpg' in out.stderr
+    searched = _cli('--workspace', str(workspace), 'search', 'dog', '--json', '--limit', '3',
+                    '--save', str(tmp_path / 'results'))
+    results = json.loads(searched.stdout)
+    assert len(results) == 3
+    assert {'id', 'uri', 'score', 'highlight'} <= set(results[0])
+    assert len(as_boxes(results[0]['highlight'])) == 1
+    assert (tmp_path / 'results' / 'index.html').is_file()
+    assert (tmp_path / 'results' / '01.jpg').is_file()
+    deleted = _cli('--workspace', str(workspace), 'delete', results[0]['uri'])
+    assert 'deleted 1 of 1' in deleted.stdout
+    after = json.loads(_cli('--workspace', str(workspace), 'search', 'dog', '--json',
+                            '--limit', '50').stdout)
+    assert results[0]['id'] not in {r['id'] for r in after}
