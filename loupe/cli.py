@@ -7,6 +7,9 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -23,6 +26,12 @@ def _key_values(pairs: Optional[List[str]]) -> dict:
             raise SystemExit(f'expected KEY=VALUE, got {pair!r}')
         out.setdefault(key, []).append(value)
     return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
+
+# Models load in the executors' processes; their progress bars would bury the results.
+_SERVE_CHILD = '_LOUPE_SERVE_CHILD'
+_QUIET = {'JINA_LOG_LEVEL': 'WARNING', 'TRANSFORMERS_VERBOSITY': 'error',
+          'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
 
 
 @contextlib.contextmanager
@@ -49,7 +58,8 @@ def _loupe(args, flow: str):
             host, _, port = server.rpartition(':')
             yield Loupe.connect(host or '127.0.0.1', int(port or DEFAULT_PORT), args.protocol)
         else:
-            os.environ.setdefault('JINA_LOG_LEVEL', 'WARNING')
+            for name, value in _QUIET.items():
+                os.environ.setdefault(name, value)
             with Loupe.local(flow) as client:
                 yield client
 
@@ -107,6 +117,34 @@ def cmd_delete(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    """Run the service in a child process group, so that a failed start leaves nothing behind.
+
+    Jina hangs for ever when an executor fails to start under two protocols; with
+    JINA_EARLY_STOP it exits at once instead, but without ending its gateway and executor
+    processes. The child runs in a session of its own; when it ends, this process ends the
+    whole group.
+    """
+    if os.environ.get(_SERVE_CHILD):
+        return _serve(args)
+    env = dict(os.environ, **{_SERVE_CHILD: '1', 'JINA_EARLY_STOP': '1'})
+    child = subprocess.Popen([sys.executable, '-m', 'loupe.cli', *args.argv], env=env,
+                             start_new_session=True)
+
+    def forward(signum, frame):
+        child.send_signal(signal.SIGINT)  # the flow closes its executors on SIGINT
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    code = child.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)  # anything the child left running
+    if code:
+        print('loupe: the service could not start or stopped with an error (see above)',
+              file=sys.stderr)
+    return code
+
+
+def _serve(args) -> int:
     from loupe.flows import load_flow
 
     ports = [args.port] if args.no_http else [args.port, args.http_port]
@@ -116,7 +154,17 @@ def cmd_serve(args) -> int:
     with flow:
         print(f'loupe serving gRPC on {args.host}:{args.port}'
               + ('' if args.no_http else f', HTTP on {args.host}:{args.http_port}'), flush=True)
-        flow.block()
+        with contextlib.suppress(KeyboardInterrupt):
+            flow.block()
+    return 0
+
+
+def cmd_tiny_models(args) -> int:
+    """Build tiny random models and print the settings that select them (for ``eval "$(...)"``)."""
+    from loupe.tiny_models import build_all
+
+    for env, folder in build_all(args.directory).items():
+        print(f'export {env}={shlex.quote(folder)}')
     return 0
 
 
@@ -159,20 +207,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--http-port', type=int, default=DEFAULT_PORT + 1)
     p.add_argument('--no-http', action='store_true', help='gRPC only')
     p.set_defaults(func=cmd_serve)
+
+    from loupe.evaluation.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
+
+    p = sub.add_parser('tiny-models', help='build tiny random models (no hub access needed) and '
+                                            'print the environment settings that select them')
+    p.add_argument('directory')
+    p.set_defaults(func=cmd_tiny_models)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     if args.workspace:
         os.environ[ENV_WORKSPACE] = str(Path(args.workspace).resolve())
     from loupe.flows import jina_defaults
 
     jina_defaults()
+    from jina.excepts import RuntimeFailToStart
+
     try:
         return args.func(args)
     except LoupeError as e:
         print(f'loupe: {e}', file=sys.stderr)
+        return 2
+    except RuntimeFailToStart:
+        print('loupe: the flow could not start (the executor errors are above)', file=sys.stderr)
         return 2
 
 

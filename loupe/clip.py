@@ -148,12 +148,16 @@ class ClipEmbedder:
         return self._normalised(self.model.text_projection(pooled))
 
     @torch.inference_mode()
-    def _image_batch(self, images: List[Image.Image]) -> np.ndarray:
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The model's input for ``images``: (N, 3, H, W) on its device, in its dtype."""
         if self._pixels is not None:
-            pixels = self._pixels.batch(images, self.device, self.dtype)
-        else:
-            pixels = self.processor.image_processor(images=images, return_tensors='pt')[
-                'pixel_values'].to(self.device, self.dtype)
+            return self._pixels.batch(images, self.device, self.dtype)
+        return self.processor.image_processor(images=list(images), return_tensors='pt')[
+            'pixel_values'].to(self.device, self.dtype)
+
+    @torch.inference_mode()
+    def _image_batch(self, images: List[Image.Image]) -> np.ndarray:
+        pixels = self.preprocess(images)
         pooled = self.model.vision_model(pixel_values=pixels).pooler_output
         return self._normalised(self.model.visual_projection(pooled))
 

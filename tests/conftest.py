@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import tiny_models  # noqa: E402
+from loupe import tiny_models  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -16,7 +16,7 @@ from loupe.images import decode
 from loupe.schema import Chunk, ImageDoc
 
 TEXTS = ['a photo of a cat', 'two dogs playing in the snow', 'x', 'a red square']
-PROJECTION_DIM = 16  # tests/tiny_models.build_clip
+PROJECTION_DIM = 16  # loupe/tiny_models.build_clip
 INPUT_SIZE = 64
 
 

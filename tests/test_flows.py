@@ -145,6 +145,19 @@ def server(env):
         process.kill()
 
 
+def test_serve_with_a_bad_model_fails_fast_and_frees_its_ports(env, tmp_path):
+    grpc_port, http_port = _free_port(), _free_port()
+    result = _cli('serve', '--port', str(grpc_port), '--http-port', str(http_port), check=False,
+                  env={**os.environ, ENV_CLIP_MODEL: str(tmp_path / 'no-such-model'),
+                       'COLUMNS': '1000'})  # Jina's log lines would wrap the path
+    assert result.returncode != 0
+    assert 'no-such-model' in result.stderr + result.stdout
+    assert 'could not start' in result.stderr
+    for port in (grpc_port, http_port):  # nothing left listening
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', port))
+
+
 def test_served_search_sees_images_indexed_after_start(server, tmp_path):
     grpc_port, http_port = server
     client = Loupe.connect(port=grpc_port)

@@ -7,7 +7,7 @@ from PIL import Image
 from transformers import DFineConfig, DFineForObjectDetection, RTDetrImageProcessor
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-import tiny_models
+from loupe import tiny_models
 from conftest import jpeg_bytes, synthetic_image
 from executors.segmenter.executor import Segmenter
 from loupe.boxes import iou_matrix

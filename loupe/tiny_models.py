@@ -1,7 +1,8 @@
-"""Tiny random checkpoints for tests.
+"""Tiny random checkpoints, for tests and for trying loupe on a machine without hub access.
 
-Each builder saves a model and its processor with ``save_pretrained`` into a folder, so the code
-under test loads them through the same ``from_pretrained`` path as a real hub checkpoint.
+Each builder saves a model and its processor with ``save_pretrained`` into a folder, so loupe
+loads them through the same ``from_pretrained`` path as a real hub checkpoint. Their results are
+random: they exercise the pipeline, not its quality. ``loupe tiny-models DIR`` builds them all.
 """
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from transformers import (
     YolosForObjectDetection,
     YolosImageProcessor,
 )
+
+from loupe.constants import ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL
 
 COCO_NAMES = [
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
@@ -141,3 +144,17 @@ def build_dinov2(path: Path, image_size: int = 56) -> str:
     processor = BitImageProcessor(size={'shortest_edge': image_size},
                                   crop_size={'height': image_size, 'width': image_size})
     return _save(Dinov2Model(config), processor, path)
+
+
+BUILDERS = {
+    'clip': (build_clip, ENV_CLIP_MODEL),
+    'owlvit': (build_owlvit, ENV_OWL_MODEL),
+    'detector': (build_detector, ENV_DETECTOR_MODEL),
+    'dino': (build_dino, ENV_DINO_MODEL),
+}
+
+
+def build_all(directory) -> dict:
+    """Build one tiny model per role under ``directory``; returns {env variable: folder}."""
+    directory = Path(directory).resolve()
+    return {env: build(directory / name) for name, (build, env) in BUILDERS.items()}

@@ -1,0 +1,85 @@
+"""Decode + preprocess for CLIP, in images/s: with draft (reduced-size) JPEG decoding, and without.
+
+What the encoder does to each image before the model: ``ClipEmbedder.decode`` (draft decoding
+sized so that the smallest chunk box still covers the model's input) or a full-size decode,
+a crop per chunk box (whole image, plus a 3x3 grid for ``grid``) and ``ClipEmbedder.preprocess``
+(resize, center crop, normalise into the model's input tensor). One thread, as the encoder runs it.
+"""
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
+NAME = 'decode'
+METHODS = ('none', 'grid')
+
+
+def chunk_boxes(method: str, width: int, height: int):
+    from loupe.segment import Partitioner
+    from loupe.images import DecodedImage
+    from PIL import Image
+
+    # The segmenter's own boxes; its proposals need only the size.
+    blank = DecodedImage(image=Image.new('RGB', (1, 1)), width=width, height=height)
+    (proposals,) = Partitioner(method=method).partition([blank])
+    return [p.box for p in proposals]
+
+
+def decode_preprocess(embedder, blobs, boxes, draft: bool) -> float:
+    """Seconds to take ``blobs`` through decode -> crops -> model input."""
+    from loupe.images import decode
+
+    start = time.perf_counter()
+    for blob, image_boxes in zip(blobs, boxes):
+        decoded = embedder.decode(blob, image_boxes) if draft else decode(blob)
+        embedder.preprocess([decoded.crop(box) for box in image_boxes])
+    return time.perf_counter() - start
+
+
+def measure(args, clip: str, n_images: int, repeat: int) -> list:
+    """Images/s per method, with and without draft decoding (passes alternate, so a change of
+    machine load hits both alike)."""
+    import torch
+
+    from loupe.clip import ClipEmbedder
+    from loupe.images import image_size
+
+    torch.set_num_threads(1)  # as in the encoder, this part runs on one thread
+    embedder = ClipEmbedder(clip)
+    blobs = [f.read_bytes() for f in common.image_files(args, n_images)]
+    rows = []
+    for method in METHODS:
+        boxes = [chunk_boxes(method, *image_size(b)) for b in blobs]
+        decode_preprocess(embedder, blobs[:4], boxes[:4], True)  # warm up
+        seconds = {True: 0.0, False: 0.0}
+        for _ in range(repeat):
+            for draft in (True, False):
+                seconds[draft] += decode_preprocess(embedder, blobs, boxes, draft)
+        with_draft, without = (repeat * len(blobs) / seconds[d] for d in (True, False))
+        rows.append({'method': method, 'images': len(blobs),
+                     'draft_images_per_s': with_draft, 'full_images_per_s': without,
+                     'draft_speedup': with_draft / without})
+    return rows
+
+
+def main(argv=None) -> dict:
+    p = common.parser(NAME, __doc__.splitlines()[0])
+    p.add_argument('--count', type=int, help='images (default all of coco128)')
+    p.add_argument('--repeat', type=int, help='passes over the images (default 3)')
+    args = p.parse_args(argv)
+    count = args.count or (4 if args.smoke else None)
+    repeat = args.repeat or (1 if args.smoke else 3)
+    rows = measure(args, common.clip_model(args), count, repeat)
+    columns = ['method', 'images', 'draft_images_per_s', 'full_images_per_s', 'draft_speedup']
+    notes = ['draft: JPEG decoded at 1/2, 1/4 or 1/8 scale where the smallest chunk still '
+             'covers the model input (224 px); coco128 photos are ~640x480, so a 3x3 grid '
+             '(cells ~213x160) needs the full size and gains nothing']
+    return common.finish(NAME, args, {'clip_model': common.clip_model(args)}, rows, columns,
+                         notes)
+
+
+if __name__ == '__main__':
+    main()
