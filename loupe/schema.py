@@ -8,8 +8,10 @@ from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 from pydantic import Field, validator
 
+from loupe.wire import FastProtobuf  # the same protobuf messages as docarray's codec, faster
 
-class Chunk(BaseDoc):
+
+class Chunk(FastProtobuf, BaseDoc):
     """A region of an image that is embedded on its own."""
 
     parent_id: str = ''
@@ -20,7 +22,7 @@ class Chunk(BaseDoc):
     embedding: Optional[NdArray] = None
 
 
-class Match(BaseDoc):
+class Match(FastProtobuf, BaseDoc):
     """One search result: a parent image, its scores per stage and where the query is in it."""
 
     parent_id: str = ''
@@ -36,7 +38,7 @@ class Match(BaseDoc):
     preview: Optional[bytes] = None  # JPEG of the image, only when a search asks `with_preview`
 
 
-class ImageDoc(BaseDoc):
+class ImageDoc(FastProtobuf, BaseDoc):
     """An image to index, or a query (``text``, or an image as ``blob``/``uri``)."""
 
     uri: Optional[str] = None

@@ -5,7 +5,6 @@ import torch
 from conftest import jpeg_bytes, synthetic_image
 from docarray import DocList
 from jina import Flow
-from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from executors.clip_encoder.executor import ClipEncoder
@@ -194,7 +193,7 @@ def test_executor_index_embeds_chunks_and_isolates_bad_items(encoder, embedder, 
            image_doc(photo[: len(photo) // 3], width, height, 'truncated')]
     docs = DocList[ImageDoc]([bad[0], good[0], bad[1], good[1], bad[2]])
     # Integral floats are what gRPC parameters carry.
-    out = encoder.index(docs=docs, parameters={'batch_size': 3.0})
+    assert encoder.index(docs=docs, parameters={'batch_size': 3.0}) is docs
     for doc in bad:
         assert doc.status == STATUS_ERROR and doc.error
         assert all(chunk.embedding is None for chunk in doc.chunks)

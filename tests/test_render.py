@@ -1,5 +1,4 @@
 """The result gallery: pictures and boxes on disk, the page's markup, and the page in Chromium."""
-import io
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path

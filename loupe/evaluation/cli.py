@@ -76,8 +76,8 @@ def add_parser(subparsers) -> None:
         'eval', help='measure localisation and retrieval on annotated data',
         description='Measure localisation and retrieval on an annotated data set: prints a '
                     'table; --json FILE writes every figure, --plot DIR charts. Model flags '
-                    'take a hub id or a local folder; a LOUPE_*_MODEL environment variable, '
-                    'where set, wins over them, as everywhere in loupe.')
+                    'take a hub id or a local folder and win over the LOUPE_*_MODEL '
+                    'environment variables.')
     evaluations = p.add_subparsers(dest='evaluation', required=True)
 
     def add(name, run, parents, help):
@@ -195,12 +195,21 @@ def _captions(args) -> dict:
     return {**result, 'models': {'clip': embedder.checkpoint}}
 
 
+_MODEL_FLAGS = {'clip_model': ENV_CLIP_MODEL, 'owl_model': ENV_OWL_MODEL,
+                'detector_model': ENV_DETECTOR_MODEL, 'dino_model': ENV_DINO_MODEL}
+
+
 def cmd_eval(args) -> int:
     from loupe.evaluation.report import failures, table, write_json
 
     # Model-loading progress bars would bury the table; the user's own settings win.
     for name, value in _QUIET_LOADING.items():
         os.environ.setdefault(name, value)
+    # A model named on the command line is the most explicit choice: it wins over the
+    # environment, which wins over the defaults.
+    for flag, env in _MODEL_FLAGS.items():
+        if getattr(args, flag, None):
+            os.environ[env] = getattr(args, flag)
     started = time.perf_counter()
     run: Callable[[argparse.Namespace], dict] = args.run
     result = run(args)

@@ -5,15 +5,17 @@ and embeddings. Parents are ranked by the service's own ``rank_parents`` over ev
 rankings are complete (needed for mAP). For ``max`` and ``sum_top_k`` only each image's best
 1 or ``top_k`` chunks can change its score or highlight, so only those are handed to it.
 """
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK
 from loupe.errors import ImageLoadError
 from loupe.evaluation.partition import partition_files
+from loupe.evaluation.specs import MethodSpec, describe
 from loupe.rank import rank_parents
 from loupe.schema import Match
 from loupe.segment import Partitioner, Settings
@@ -81,3 +83,34 @@ def build_corpus(paths: Sequence[Path], settings: Settings, partitioner: Partiti
                   parents=np.asarray(parents, dtype=np.int64),
                   boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4), kinds=kinds,
                   failed=failed)
+
+
+def rows_per_method(paths: Sequence[Path], specs: Sequence[MethodSpec], partitioner: Partitioner,
+                    embedder, query_vectors, score: Callable[[List[List[Match]]], dict],
+                    rerank=None, rerank_queries: Optional[Sequence[Tuple]] = None,
+                    aggregation: str = 'max', top_k: int = 3, progress: bool = False) -> dict:
+    """One table row per partition method (and one more with the reranker, where given).
+
+    ``rerank_queries`` holds, per query, the reranker's cache key and a callable making its
+    query embedding, so a query is embedded once across methods.
+    """
+    rows = {}
+    for spec in specs:
+        started = time.perf_counter()
+        corpus = build_corpus(paths, spec.settings, partitioner, embedder, progress, spec.label)
+        indexed = time.perf_counter()
+        rankings = [corpus.rank(v, aggregation, top_k) for v in query_vectors]
+        searched = time.perf_counter()
+        base = {'method': spec.label, 'settings': describe(spec), 'chunks': len(corpus.parents),
+                'failed': corpus.failed}
+        times = {'index': round(indexed - started, 3), 'search': round(searched - indexed, 3)}
+        rows[spec.label] = {**base, 'rerank': False, 'seconds': times, **score(rankings)}
+        if rerank is not None:
+            before = rerank.seconds
+            reranked = [rerank(ranking, key, make_query)
+                        for ranking, (key, make_query) in zip(rankings, rerank_queries)]
+            rows[f'{spec.label}+rerank'] = {
+                **base, 'rerank': True,
+                'seconds': {**times, 'rerank': round(rerank.seconds - before, 3)},
+                **score(reranked)}
+    return rows

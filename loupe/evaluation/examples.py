@@ -10,7 +10,6 @@ reranker, the top results are re-scored by image-guided OWL detection of the cro
   those with IoU >= 0.5;
 - ``queries``, ``chunks``, ``failed``, ``seconds`` (index, search, rerank).
 """
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -20,12 +19,12 @@ from PIL import Image
 
 from loupe.boxes import iou
 from loupe.errors import ImageLoadError
-from loupe.evaluation.corpus import build_corpus
+from loupe.evaluation.corpus import rows_per_method
 from loupe.evaluation.datasets import BoxDataset
 from loupe.evaluation.defaults import DEFAULT_MIN_SIDE
 from loupe.evaluation.metrics import DEFAULT_KS, mean, recall_at, share
 from loupe.evaluation.reranking import RerankStage
-from loupe.evaluation.specs import MethodSpec, describe
+from loupe.evaluation.specs import MethodSpec
 from loupe.schema import Match
 from loupe.segment import Partitioner
 
@@ -88,27 +87,12 @@ def evaluate_query_by_example(dataset: BoxDataset, specs: Sequence[MethodSpec],
 
     vectors = embedder.embed_images(crops())
     used = [queries[n] for n in embedded]
-    paths = [im.path for im in dataset.images]
-    rows = {}
-    for spec in specs:
-        started = time.perf_counter()
-        corpus = build_corpus(paths, spec.settings, partitioner, embedder, progress, spec.label)
-        indexed = time.perf_counter()
-        rankings = [corpus.rank(v, aggregation, top_k) for v in vectors]
-        searched = time.perf_counter()
-        base = {'method': spec.label, 'settings': describe(spec), 'chunks': len(corpus.parents),
-                'failed': corpus.failed}
-        times = {'index': round(indexed - started, 3), 'search': round(searched - indexed, 3)}
-        rows[spec.label] = {**base, 'rerank': False, 'seconds': times,
-                            **_scores(used, rankings, ks)}
-        if rerank is not None:
-            before = rerank.seconds
-            reranked = [rerank(r, ('image', n), lambda q=q: rerank.reranker.image_query(
-                crop_of(dataset, q, embedder))) for r, n, q in zip(rankings, embedded, used)]
-            rows[f'{spec.label}+rerank'] = {
-                **base, 'rerank': True,
-                'seconds': {**times, 'rerank': round(rerank.seconds - before, 3)},
-                **_scores(used, reranked, ks)}
+    rows = rows_per_method(
+        [im.path for im in dataset.images], specs, partitioner, embedder, vectors,
+        lambda rankings: _scores(used, rankings, ks), rerank,
+        [(('image', n), lambda q=q: rerank.reranker.image_query(crop_of(dataset, q, embedder)))
+         for n, q in zip(embedded, used)],
+        aggregation, top_k, progress)
     return {'evaluation': 'query-by-example', 'dataset': dataset.describe(),
             'min_side': min_side, 'aggregation': aggregation, 'ks': list(ks),
             'queries': len(used), 'rows': rows}

@@ -12,18 +12,17 @@ does). An image is relevant when it holds an object of the class. Per row (metho
   highlight box overlaps an object of the class with IoU >= 0.5 (``highlights``: how many);
 - ``per_class``: class -> ``ap`` and ``relevant``; ``seconds``: index, search, rerank.
 """
-import time
 from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
 
 from loupe.boxes import iou_matrix
-from loupe.evaluation.corpus import build_corpus
+from loupe.evaluation.corpus import rows_per_method
 from loupe.evaluation.datasets import BoxDataset
 from loupe.evaluation.defaults import DEFAULT_PROMPT
 from loupe.evaluation.metrics import DEFAULT_KS, average_precision, mean, share
 from loupe.evaluation.reranking import RerankStage
-from loupe.evaluation.specs import MethodSpec, describe
+from loupe.evaluation.specs import MethodSpec
 from loupe.schema import Match
 from loupe.segment import Partitioner
 
@@ -38,27 +37,11 @@ def evaluate_retrieval(dataset: BoxDataset, specs: Sequence[MethodSpec], partiti
     texts = [prompt.format(c) for c in classes]
     queries = embedder.embed_texts(texts)
     relevant = {c: {i for i, im in enumerate(dataset.images) if c in im.labels} for c in classes}
-    paths = [im.path for im in dataset.images]
-    rows = {}
-    for spec in specs:
-        started = time.perf_counter()
-        corpus = build_corpus(paths, spec.settings, partitioner, embedder, progress, spec.label)
-        indexed = time.perf_counter()
-        rankings = [corpus.rank(q, aggregation, top_k) for q in queries]
-        searched = time.perf_counter()
-        base = {'method': spec.label, 'settings': describe(spec), 'chunks': len(corpus.parents),
-                'failed': corpus.failed}
-        times = {'index': round(indexed - started, 3), 'search': round(searched - indexed, 3)}
-        rows[spec.label] = {**base, 'rerank': False, 'seconds': times,
-                            **_scores(dataset, classes, relevant, rankings, ks)}
-        if rerank is not None:
-            before = rerank.seconds
-            reranked = [rerank(r, ('text', text), lambda t=text: rerank.reranker.text_query(t))
-                        for r, text in zip(rankings, texts)]
-            rows[f'{spec.label}+rerank'] = {
-                **base, 'rerank': True,
-                'seconds': {**times, 'rerank': round(rerank.seconds - before, 3)},
-                **_scores(dataset, classes, relevant, reranked, ks)}
+    rows = rows_per_method(
+        [im.path for im in dataset.images], specs, partitioner, embedder, queries,
+        lambda rankings: _scores(dataset, classes, relevant, rankings, ks), rerank,
+        [(('text', t), lambda t=t: rerank.reranker.text_query(t)) for t in texts],
+        aggregation, top_k, progress)
     return {'evaluation': 'retrieval', 'dataset': dataset.describe(), 'prompt': prompt,
             'aggregation': aggregation, 'ks': list(ks), 'queries': len(classes), 'rows': rows}
 
