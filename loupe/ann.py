@@ -425,6 +425,13 @@ class ChunkIndex:
             cache[parent_id] = json.loads(value)['tags'] if value is not None else {}
         return cache[parent_id]
 
+    def known_parents(self, parent_ids: Iterable[str]) -> set:
+        """The ids among ``parent_ids`` that have chunks in the index."""
+        ids = list(parent_ids)
+        with self._lock:
+            return self._env.read(lambda txn: {
+                i for i in ids if txn.get(_parent_key(i), db=self._dbs[_PARENTS]) is not None})
+
     def __len__(self) -> int:
         with self._lock:
             return self._env.read(lambda txn: txn.stat(self._dbs[_CHUNKS])['entries'])

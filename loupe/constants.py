@@ -19,6 +19,7 @@ SOURCE_RERANKER = 'reranker'
 STATUS_INDEXED = 'indexed'
 STATUS_ERROR = 'error'
 STATUS_DELETED = 'deleted'
+STATUS_MISSING = 'missing'  # /exists: not (fully) indexed, so index it again
 
 # Endpoints the flows serve.
 ENDPOINTS = ('/index', '/search', '/delete', '/exists')

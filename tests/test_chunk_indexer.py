@@ -381,3 +381,14 @@ def test_flow_index_search_and_restart(tmp_path, data):
         again = search()
     assert [[(m.parent_id, m.highlight_box) for m in d.matches] for d in again] == \
         [[(m.parent_id, m.highlight_box) for m in d.matches] for d in first]
+
+
+def test_exists_marks_images_without_chunks_missing(tmp_path):
+    from loupe.constants import STATUS_MISSING
+
+    indexer = ChunkIndexer(metas={'workspace': str(tmp_path)})
+    chunk = Chunk(box=[0, 0, 4, 4], kind='whole', embedding=np.ones(8, dtype=np.float32))
+    indexer.index(DocList[ImageDoc]([ImageDoc(id='here', chunks=DocList[Chunk]([chunk]))]))
+    out = indexer.exists(DocList[ImageDoc]([ImageDoc(id='here'), ImageDoc(id='gone')]))
+    assert [d.status for d in out] == [None, STATUS_MISSING]
+    indexer.close()

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import jpeg_bytes, synthetic_image
 from loupe.boxes import as_boxes
+from loupe import tiny_models
 from loupe.client import Loupe
 from loupe.constants import (ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL,
                              ENV_WORKSPACE, SOURCE_RERANKER)
@@ -52,19 +53,44 @@ def photo_folder(coco_images, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope='module')
-def indexed(env, photo_folder):
+def web_server(tmp_path_factory):
+    """A loopback HTTP server with one picture, to index by URL."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp('web')
+    (root / 'square.jpg').write_bytes(jpeg_bytes(synthetic_image(seed=7)))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f'http://127.0.0.1:{server.server_address[1]}'
+    server.shutdown()
+
+
+@pytest.fixture(scope='module')
+def indexed(env, photo_folder, web_server):
+    sources = [photo_folder, f'{web_server}/square.jpg', f'{web_server}/missing.jpg',
+               str(photo_folder / 'no-such-file.jpg')]
     with Loupe.local('index') as client:
-        report = client.index([photo_folder], tags={'album': 'trip'}, batch_size=5)
+        report = client.index(sources, tags={'album': 'trip'}, batch_size=5)
         again = client.index([photo_folder])
     return report, again
 
 
-def test_index_flow_reports_every_item(indexed, photo_folder):
+def test_index_flow_reports_every_item(indexed, photo_folder, web_server):
     report, again = indexed
-    assert len(report.indexed) == N_PHOTOS
-    assert {Path(p.source).name for p in report.errors} == {'corrupt.jpg', 'empty.png'}
+    assert len(report.indexed) == N_PHOTOS + 1  # the photos and the picture on the web
+    assert f'{web_server}/square.jpg' in report.indexed
+    reasons = {Path(p.source).name: p.reason for p in report.errors}
+    assert set(reasons) == {'corrupt.jpg', 'empty.png', 'missing.jpg', 'no-such-file.jpg'}
+    assert 'not a readable image' in reasons['corrupt.jpg']
+    assert 'empty file' in reasons['empty.png']
+    assert '404' in reasons['missing.jpg']
+    assert 'no such file' in reasons['no-such-file.jpg']
     assert [p.reason for p in report.skipped] == [f'duplicate of {photo_folder}/copy-of-first.jpg']
-    assert report.chunks >= N_PHOTOS * 10  # whole image + a 3x3 grid each
+    assert report.chunks >= (N_PHOTOS + 1) * 10  # whole image + a 3x3 grid each
     assert not again.indexed and len(again.skipped) == N_PHOTOS + 1  # a re-run skips them
 
 
@@ -79,7 +105,7 @@ def test_text_search_returns_ranked_results_with_boxes_inside_the_image(query_cl
     assert len(results) == 5
     assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
     for r in results:
-        assert Path(r.uri).is_file() and r.tags == {'album': 'trip'}
+        assert (Path(r.uri).is_file() or r.uri.startswith('http')) and r.tags == {'album': 'trip'}
         x1, y1, x2, y2 = r.highlight
         assert 0 <= x1 < x2 <= r.width and 0 <= y1 < y2 <= r.height
 
@@ -95,6 +121,25 @@ def test_rerank_replaces_highlight_with_detected_box(query_client):
     assert {r.id for r in reranked} == {r.id for r in plain}
     assert all(r.highlight_source == SOURCE_RERANKER for r in reranked)
     assert all('rerank' in r.scores for r in reranked)
+
+
+def test_an_encoder_of_another_dimension_is_refused_and_the_index_survives(
+        indexed, query_client, tmp_path):
+    other = tiny_models.build_clip(tmp_path / 'clip-8', projection_dim=8)
+    picture = jpeg_bytes(synthetic_image(seed=3))
+    os.environ[ENV_CLIP_MODEL], saved = other, os.environ[ENV_CLIP_MODEL]
+    try:
+        with Loupe.local('index') as client:
+            with pytest.raises(LoupeError, match=r'8.*16|16.*8'):
+                client.index([picture])
+    finally:
+        os.environ[ENV_CLIP_MODEL] = saved
+    assert len(query_client.search('a dog', limit=50)) == N_PHOTOS + 1
+    # Root storage (its own branch) kept the picture, but without chunks it is not indexed:
+    # the next run indexes it instead of skipping it.
+    with Loupe.local('index') as client:
+        report = client.index([picture])
+    assert len(report.indexed) == 1 and not report.skipped
 
 
 def test_filter_on_tags(query_client):

@@ -2,7 +2,7 @@
 from docarray import DocList
 
 from executors.join.executor import merge_branches
-from loupe.constants import STATUS_ERROR, STATUS_INDEXED
+from loupe.constants import STATUS_ERROR, STATUS_INDEXED, STATUS_MISSING
 from loupe.schema import Chunk, ImageDoc
 
 
@@ -27,3 +27,13 @@ def test_join_merges_branch_reports_by_id_in_any_order():
         # A failure in either branch makes the image fail, with every distinct reason once.
         assert merged['y'].status == STATUS_ERROR and merged['y'].error == 'encoder failed'
         assert merged['z'].status == STATUS_ERROR and merged['z'].error == 'not an image'
+
+
+def test_join_says_indexed_only_when_both_branches_do():
+    stored = DocList[ImageDoc]([ImageDoc(id='a', status=STATUS_INDEXED),
+                                ImageDoc(id='b', status=STATUS_INDEXED),
+                                ImageDoc(id='c', status=STATUS_MISSING)])
+    chunked = DocList[ImageDoc]([ImageDoc(id='a'), ImageDoc(id='b', status=STATUS_MISSING),
+                                 ImageDoc(id='c')])
+    merged = {d.id: d.status for d in merge_branches([chunked, stored])}
+    assert merged == {'a': STATUS_INDEXED, 'b': STATUS_MISSING, 'c': STATUS_MISSING}

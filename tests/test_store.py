@@ -8,7 +8,8 @@ from PIL import Image
 
 from conftest import jpeg_bytes, synthetic_image
 from executors.root_storage.executor import RootStorage
-from loupe.constants import STATUS_DELETED, STATUS_ERROR, STATUS_INDEXED
+from loupe.constants import STATUS_DELETED, STATUS_ERROR, STATUS_INDEXED, STATUS_MISSING
+from loupe.errors import ImageLoadError
 from loupe.schema import ImageDoc, Match
 from loupe.store import RootStore, build_record
 
@@ -110,7 +111,7 @@ def test_executor_fills_matches_drops_deleted_and_deletes(storage):
     deleted = storage.delete(DocList[ImageDoc]([ImageDoc(id='i2'), ImageDoc(id='never')]))
     assert [d.status for d in deleted] == [STATUS_DELETED, None]
     exists = storage.exists(DocList[ImageDoc]([ImageDoc(id='i0'), ImageDoc(id='i2')]))
-    assert [d.status for d in exists] == [STATUS_INDEXED, None]
+    assert [d.status for d in exists] == [STATUS_INDEXED, STATUS_MISSING]
 
 
 def test_flow_stores_and_state_survives_restart(tmp_path):
@@ -126,4 +127,39 @@ def test_flow_stores_and_state_survives_restart(tmp_path):
     with flow() as f:
         out = f.post('/exists', inputs=DocList[ImageDoc]([ImageDoc(id='x'), ImageDoc(id='y')]),
                      return_type=DocList[ImageDoc])
-    assert [d.status for d in out] == [STATUS_INDEXED, None]
+    assert [d.status for d in out] == [STATUS_INDEXED, STATUS_MISSING]
+
+
+def test_a_small_upright_jpeg_is_its_own_preview():
+    data = jpeg_bytes(synthetic_image(320, 240))
+    assert build_record('a', data, preview_size=1024).preview == data
+
+
+@pytest.mark.parametrize('make', [
+    lambda: _png(synthetic_image(320, 240)),  # not a JPEG
+    lambda: jpeg_bytes(synthetic_image(320, 240).convert('CMYK')),  # odd colour mode
+    lambda: jpeg_bytes(synthetic_image(320, 240), exif=_rotated_exif()),  # needs turning
+], ids=['png', 'cmyk', 'exif-rotated'])
+def test_other_images_get_an_upright_rgb_jpeg_preview(make):
+    rec = build_record('a', make(), preview_size=1024)
+    preview = Image.open(io.BytesIO(rec.preview))
+    assert preview.format == 'JPEG' and preview.mode == 'RGB'
+    assert preview.size == (rec.width, rec.height)
+
+
+def test_a_truncated_jpeg_is_refused_even_when_it_would_be_its_own_preview():
+    data = jpeg_bytes(synthetic_image(320, 240))
+    with pytest.raises(ImageLoadError):
+        build_record('a', data[:len(data) // 2], preview_size=1024)
+
+
+def _png(img) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format='PNG')
+    return out.getvalue()
+
+
+def _rotated_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees: width and height swap
+    return exif.tobytes()

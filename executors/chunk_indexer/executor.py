@@ -11,7 +11,7 @@ from docarray import DocList
 from jina import Executor, requests
 
 from loupe.ann import ChunkIndex
-from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK
+from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK, STATUS_MISSING
 from loupe.docs import mark_error
 from loupe.errors import InvalidRequestError
 from loupe.params import positive_int
@@ -84,6 +84,16 @@ class ChunkIndexer(Executor):
     def delete(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         removed = self.chunk_index.delete(doc.id for doc in docs or ())
         self.logger.info(f'removed {removed} chunks')
+        return docs
+
+    @requests(on='/exists')
+    def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+        # An image whose chunks are not here (its encoding failed after storage kept it) must
+        # be indexed again, whatever root storage says.
+        known = self.chunk_index.known_parents(doc.id for doc in docs or ())
+        for doc in docs or ():
+            if doc.id not in known:
+                doc.status = STATUS_MISSING
         return docs
 
     @requests

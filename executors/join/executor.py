@@ -10,9 +10,14 @@ from typing import List, Optional
 from docarray import DocList
 from jina import Executor, requests
 
-from loupe.constants import ENDPOINTS, STATUS_ERROR
+from loupe.constants import (ENDPOINTS, STATUS_DELETED, STATUS_ERROR, STATUS_INDEXED,
+                             STATUS_MISSING)
 from loupe.docs import slim
 from loupe.schema import ImageDoc
+
+
+# When the branches disagree, the worse news wins: an image is indexed only if both say so.
+_RANK = {None: 0, STATUS_DELETED: 1, STATUS_INDEXED: 2, STATUS_MISSING: 3, STATUS_ERROR: 4}
 
 
 def merge_branches(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
@@ -29,8 +34,7 @@ def merge_branches(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
                     setattr(base, name, getattr(doc, name))
             errors = [e for e in (base.error, doc.error) if e]
             base.error = '; '.join(dict.fromkeys(errors)) or None
-            if doc.status == STATUS_ERROR or base.status is None:
-                base.status = doc.status
+            base.status = max(base.status, doc.status, key=lambda status: _RANK.get(status, 0))
     for doc in merged.values():
         if doc.error:
             doc.status = STATUS_ERROR

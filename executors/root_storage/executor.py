@@ -4,7 +4,7 @@ from typing import Optional
 from docarray import DocList
 from jina import Executor, requests
 
-from loupe.constants import STATUS_DELETED, STATUS_INDEXED
+from loupe.constants import STATUS_DELETED, STATUS_INDEXED, STATUS_MISSING
 from loupe.docs import mark_error, slim
 from loupe.errors import ImageLoadError
 from loupe.images import source_bytes
@@ -68,7 +68,8 @@ class RootStorage(Executor):
     def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         found = self.store.get_many([doc.id for doc in docs or ()], preview=False)
         for doc in docs or ():
-            doc.status = STATUS_INDEXED if doc.id in found else None
+            if doc.status != STATUS_MISSING:  # the chunk indexer, earlier in a chain, may know
+                doc.status = STATUS_INDEXED if doc.id in found else STATUS_MISSING
         return docs
 
     @requests
