@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
+LOAD_AT_START = os.getloadavg()  # the machine's load before this benchmark added its own
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = PROJECT_ROOT / 'bench' / 'results'
 DEFAULT_WORK = PROJECT_ROOT / 'workspace'  # git-ignored: bench-models/, bench-cache/
@@ -143,7 +144,8 @@ def rss_bytes(pid: str = 'self') -> int:
 
 
 def machine() -> dict:
-    """What the figures were taken on, and how busy it was."""
+    """What the figures were taken on, and how busy it was (load averages over 1, 5 and 15
+    minutes, before the benchmark started and at its end, its own processes included)."""
     import torch
 
     cpu = platform.processor() or ''
@@ -160,7 +162,8 @@ def machine() -> dict:
         mem = 0
     return {'cpu': cpu, 'cores': os.cpu_count(), 'memory_gib': round(mem / 2 ** 30, 1),
             'python': platform.python_version(), 'torch': torch.__version__,
-            'torch_threads': torch.get_num_threads(), 'load_average': os.getloadavg()}
+            'torch_threads': torch.get_num_threads(), 'load_average_before': LOAD_AT_START,
+            'load_average_after': os.getloadavg()}
 
 
 # --- services -----------------------------------------------------------------------------------
@@ -195,14 +198,14 @@ class Service:
 
 @contextmanager
 def serve(flow: str, workspace: Path, env: Optional[dict] = None, http: bool = False,
-          timeout: float = 600, log_dir: Optional[Path] = None) -> Iterator[Service]:
+          timeout: float = 600) -> Iterator[Service]:
     """Start ``loupe serve --flow FLOW`` on a free loopback port; ``startup_s`` is the time from
     launching the process to the service saying it serves (the CLI prints once the flow is up)."""
     port = free_port()
     command = [sys.executable, '-m', 'loupe.cli', '--workspace', str(workspace), 'serve',
                '--flow', flow, '--host', '127.0.0.1', '--port', str(port)]
     command += ['--http-port', str(free_port())] if http else ['--no-http']
-    log = Path(log_dir or workspace) / f'serve-{Path(flow).stem}-{port}.log'
+    log = Path(workspace) / f'serve-{Path(flow).stem}-{port}.log'
     log.parent.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, 'JINA_LOG_LEVEL': 'WARNING', **(env or {})}
     with open(log, 'w') as out:
@@ -224,17 +227,19 @@ def serve(flow: str, workspace: Path, env: Optional[dict] = None, http: bool = F
         yield service
     finally:
         service.stop()
+    log.unlink()  # kept only when something failed
 
 
-def write_flow(name: str, folder: Path, executors: Optional[dict] = None) -> Path:
-    """The project's flow ``name`` with ``uses_with`` overrides per executor, as a YAML file."""
+def executor_settings(flow: str, name: str) -> dict:
+    """``with`` of executor ``name`` in the project's flow ``flow``: its config.yml defaults
+    updated by the flow's ``uses_with``, so a direct call runs as the flow would."""
     import yaml
 
     from loupe.flows import flow_config
 
-    path = Path(folder) / f'{name}.yml'
-    path.write_text(yaml.safe_dump(flow_config(name, executors=executors), sort_keys=False))
-    return path
+    executor = next(e for e in flow_config(flow)['executors'] if e.get('name') == name)
+    defaults = yaml.safe_load(Path(executor['uses']).read_text()).get('with') or {}
+    return {**defaults, **(executor.get('uses_with') or {})}
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -256,6 +261,7 @@ def table(rows: List[dict], columns: Sequence[str]) -> str:
 def finish(name: str, args, results: dict, rows: List[dict], columns: Sequence[str],
            notes: Sequence[str] = ()) -> dict:
     """Print the table, write the JSON (with the machine and the command) and return it."""
+    rows = [{**{c: None for c in columns}, **row} for row in rows]
     results = {'benchmark': name, 'smoke': bool(args.smoke),
                'command': ' '.join(['python', f'bench/{name}.py', *sys.argv[1:]])
                if Path(sys.argv[0]).stem == name else f'python bench/{name}.py',

@@ -114,6 +114,12 @@ def cached_top_k(cache: Path, vectors: np.ndarray, queries: np.ndarray, k: int) 
 STRUCTURAL = ('precision', 'connectivity', 'expansion_add')
 
 
+def index_name(vectors: np.ndarray, settings: dict) -> str:
+    """Folder name of a cached index: size, dimension and structural settings."""
+    return (f"{len(vectors)}x{vectors.shape[1]}-{settings['precision']}-"
+            f"{settings['connectivity']}-{settings['expansion_add']}")
+
+
 def build_chunk_index(path: Path, vectors: np.ndarray, settings: dict,
                       parents_per_write: int = 1000) -> dict:
     """A ChunkIndex at ``path`` holding ``vectors`` as images of 10 chunks; built once.
@@ -130,7 +136,7 @@ def build_chunk_index(path: Path, vectors: np.ndarray, settings: dict,
     path = Path(path)
     marker = path / _MARKER
     settings = {k: settings[k] for k in STRUCTURAL}
-    wanted = {'vectors': len(vectors), **settings}
+    wanted = {'vectors': len(vectors), 'dim': int(vectors.shape[1]), **settings}
     if marker.exists():
         built = json.loads(marker.read_text())
         if {k: built.get(k) for k in wanted} == wanted:

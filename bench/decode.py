@@ -5,6 +5,7 @@ sized so that the smallest chunk box still covers the model's input) or a full-s
 a crop per chunk box (whole image, plus a 3x3 grid for ``grid``) and ``ClipEmbedder.preprocess``
 (resize, center crop, normalise into the model's input tensor). One thread, as the encoder runs it.
 """
+import functools
 import sys
 import time
 from pathlib import Path
@@ -14,17 +15,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common  # noqa: E402
 
 NAME = 'decode'
+# The table's columns: every row of the JSON has these keys (None where they do not apply).
+COLUMNS = ['method', 'images', 'draft_images_per_s', 'full_images_per_s', 'draft_speedup']
 METHODS = ('none', 'grid')
 
 
-def chunk_boxes(method: str, width: int, height: int):
+@functools.lru_cache(maxsize=None)
+def _partitioner(method: str):
     from loupe.segment import Partitioner
-    from loupe.images import DecodedImage
+
+    settings = common.executor_settings('index', 'segmenter')
+    return Partitioner(**{**settings, 'method': method, 'device': 'cpu'})
+
+
+def chunk_boxes(method: str, width: int, height: int):
+    """The index flow's segmenter boxes for an image of this size (a grid needs only that)."""
     from PIL import Image
 
-    # The segmenter's own boxes; its proposals need only the size.
+    from loupe.images import DecodedImage
+
     blank = DecodedImage(image=Image.new('RGB', (1, 1)), width=width, height=height)
-    (proposals,) = Partitioner(method=method).partition([blank])
+    (proposals,) = _partitioner(method).partition([blank])
     return [p.box for p in proposals]
 
 
@@ -45,10 +56,18 @@ def measure(args, clip: str, n_images: int, repeat: int) -> list:
     import torch
 
     from loupe.clip import ClipEmbedder
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the encoder, this part runs on one thread
+    try:
+        return _measure(args, ClipEmbedder(clip), n_images, repeat)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(args, embedder, n_images: int, repeat: int) -> list:
     from loupe.images import image_size
 
-    torch.set_num_threads(1)  # as in the encoder, this part runs on one thread
-    embedder = ClipEmbedder(clip)
     blobs = [f.read_bytes() for f in common.image_files(args, n_images)]
     rows = []
     for method in METHODS:
@@ -73,11 +92,10 @@ def main(argv=None) -> dict:
     count = args.count or (4 if args.smoke else None)
     repeat = args.repeat or (1 if args.smoke else 3)
     rows = measure(args, common.clip_model(args), count, repeat)
-    columns = ['method', 'images', 'draft_images_per_s', 'full_images_per_s', 'draft_speedup']
     notes = ['draft: JPEG decoded at 1/2, 1/4 or 1/8 scale where the smallest chunk still '
-             'covers the model input (224 px); coco128 photos are ~640x480, so a 3x3 grid '
-             '(cells ~213x160) needs the full size and gains nothing']
-    return common.finish(NAME, args, {'clip_model': common.clip_model(args)}, rows, columns,
+             'covers the model input (224 px); the cells of the flows\' 3x3 grid (25% overlap) '
+             'of a ~640x480 photo are ~256x192, which needs the full size: no gain there']
+    return common.finish(NAME, args, {'clip_model': common.clip_model(args)}, rows, COLUMNS,
                          notes)
 
 

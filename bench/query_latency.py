@@ -6,8 +6,9 @@ every image that a benchmark query can reach (the exact top 2000 chunks of each 
 storage and the reranker have work to do. ``loupe serve --flow query`` then serves it, and a
 loupe.client (gRPC) searches text with the reranker off and on (top 10). The direct cost is
 ``ClipEmbedder.embed_texts`` of the same text plus one ``ChunkIndex.search`` for as many chunk
-hits as the indexer fetches, in one process, without the service running.
+hits as the indexer fetches, in this process; direct and flow queries alternate.
 """
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
 from bench.data import (CHUNKS_PER_PARENT, build_chunk_index, dataset, exact_top_k,  # noqa: E402
-                        parent_id)
+                        index_name, parent_id)
 
 NAME = 'query_latency'
+# The table's columns: every row of the JSON has these keys (None where they do not apply).
+COLUMNS = ['chunk_vectors', 'direct_encode_p50_ms', 'direct_search_p50_ms', 'direct_p50_ms',
+           'flow_p50_ms', 'flow_p95_ms', 'flow_p99_ms', 'flow_vs_direct_p50', 'rerank_p50_ms',
+           'rerank_p95_ms', 'rerank_p99_ms']
 TEXTS = [
     'a dog running on the beach', 'red car parked in the street', 'a person riding a bicycle',
     'two cats sleeping on a sofa', 'a plate of food on a wooden table', 'an airplane in the sky',
@@ -34,13 +39,7 @@ QUERY_COUNT = 1000  # held-out query vectors of the shared dataset (used by benc
 
 def indexer_settings() -> dict:
     """The chunk index settings the query flow's indexer runs with."""
-    from loupe.flows import flow_config
-
-    import yaml
-
-    indexer = next(e for e in flow_config('query')['executors'] if e.get('name') == 'indexer')
-    defaults = yaml.safe_load(Path(indexer['uses']).read_text()).get('with', {})
-    merged = {**defaults, **indexer.get('uses_with', {})}
+    merged = common.executor_settings('query', 'indexer')
     return {k: merged[k] for k in ('precision', 'connectivity', 'expansion_add',
                                    'expansion_search')}
 
@@ -51,24 +50,24 @@ def chunk_limit(limit: int = 10) -> int:
 
 def prepare(args, n: int, settings: dict, query_vectors) -> Path:
     """A workspace for the query flow: the cached chunk index and root-store records."""
-    import numpy as np
-
     from loupe.images import content_hash
     from loupe.settings import STORAGE_NAME, STORE_DIR
     from loupe.store import RootStore, build_record
 
-    tag = '-'.join(str(settings[k]) for k in ('precision', 'connectivity', 'expansion_add'))
-    vectors, _ = dataset(common.cache_dir(args, 'vectors'), n, QUERY_COUNT)
-    index_path = common.cache_dir(args, 'ann') / f'{n}-{tag}'
+    dim = query_vectors.shape[1]
+    vectors, _ = dataset(common.cache_dir(args, 'vectors'), n, QUERY_COUNT, dim)
+    index_path = common.cache_dir(args, 'ann') / index_name(vectors, settings)
     build_chunk_index(index_path, vectors, settings)
-    workspace = common.cache_dir(args, 'query', str(n))
+    workspace = common.cache_dir(args, 'query', f'{n}x{dim}')
     link = workspace / 'ChunkIndexer' / 'chunks'
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() and link.resolve() != index_path.resolve():
         link.unlink()
+    elif link.exists() and not link.is_symlink():
+        shutil.rmtree(link)  # an index some flow made while the link was missing
     if not link.exists():
         link.symlink_to(index_path.resolve(), target_is_directory=True)
-    reach = exact_top_k(vectors, np.asarray(query_vectors, np.float32), min(REACH, len(vectors)))
+    reach = exact_top_k(vectors, query_vectors, min(REACH, len(vectors)))
     parents = sorted({int(row) // CHUNKS_PER_PARENT for row in reach.ravel()})
     store = RootStore(workspace / STORAGE_NAME / STORE_DIR)
     try:
@@ -86,33 +85,43 @@ def prepare(args, n: int, settings: dict, query_vectors) -> Path:
     return workspace
 
 
-def direct(args, clip: str, n: int, workspace: Path, queries: int, limit: int):
-    """Seconds of text encoding, of the chunk search and of both, per query."""
+def measure(embedder, service, workspace: Path, settings: dict, queries: int, limit: int):
+    """Per query, seconds of: text encoding and chunk search directly in this process (one after
+    the other, as the flow runs them), and the same text searched through the service.
+
+    The two alternate query by query, so a change of machine load hits both alike.
+    """
     from loupe.ann import ChunkIndex
-    from loupe.clip import ClipEmbedder
 
-    embedder = ClipEmbedder(clip)
-    index = ChunkIndex(workspace / 'ChunkIndexer' / 'chunks')
-    try:
-        encode = common.latencies(lambda i: embedder.embed_texts([TEXTS[i % len(TEXTS)]]),
-                                  queries)
-        vectors = embedder.embed_texts(TEXTS)
-        search = common.latencies(lambda i: index.search(vectors[i % len(TEXTS)],
-                                                         chunk_limit(limit)), queries)
-        return encode, search
-    finally:
-        index.close()
-
-
-def through_flow(service, queries: int, rerank: bool, limit: int):
     client = service.client()
-    counts = []
+    index = ChunkIndex(workspace / 'ChunkIndexer' / 'chunks',
+                       expansion_search=settings['expansion_search'])
+    encode, search, flow, results = [], [], [], []
 
     def one(i):
-        counts.append(len(client.search(TEXTS[i % len(TEXTS)], limit=limit, rerank=rerank)))
+        text = TEXTS[i % len(TEXTS)]
+        vector, seconds = common.timed(embedder.embed_texts, [text])
+        encode.append(seconds)
+        search.append(common.timed(index.search, vector, chunk_limit(limit))[1])
+        found, seconds = common.timed(client.search, text, limit=limit)
+        flow.append(seconds)
+        results.append(len(found))
 
-    samples = common.latencies(one, queries, warmup=2 if not rerank else 1)
-    return samples, sum(counts) / max(1, len(counts))
+    try:
+        common.latencies(one, queries)
+    finally:
+        index.close()
+    return encode[-queries:], search[-queries:], flow[-queries:], results[-queries:]
+
+
+def reranked(service, queries: int, limit: int):
+    client = service.client()
+    results = []
+
+    def one(i):
+        results.append(len(client.search(TEXTS[i % len(TEXTS)], limit=limit, rerank=True)))
+
+    return common.latencies(one, queries, warmup=1), results[-queries:]
 
 
 def main(argv=None) -> dict:
@@ -129,19 +138,18 @@ def main(argv=None) -> dict:
     clip, owl = common.clip_model(args), common.owl_model(args)
     env = {'LOUPE_CLIP_MODEL': clip, 'LOUPE_OWL_MODEL': owl}
     settings = indexer_settings()
+    from loupe.clip import ClipEmbedder
+
+    embedder = ClipEmbedder(clip)
+    text_vectors = embedder.embed_texts(TEXTS)
     rows = []
     for n in sizes:
-        import numpy as np
-
-        from loupe.clip import ClipEmbedder
-
-        text_vectors = ClipEmbedder(clip).embed_texts(TEXTS)
-        workspace = prepare(args, n, settings, np.asarray(text_vectors))
-        encode, search = direct(args, clip, n, workspace, queries, args.limit)
-        both = [a + b for a, b in zip(encode, search)]
+        workspace = prepare(args, n, settings, text_vectors)
         with common.serve('query', workspace, env=env) as service:
-            off, off_results = through_flow(service, queries, False, args.limit)
-            on, on_results = through_flow(service, rerank_queries, True, args.limit)
+            encode, search, off, off_results = measure(embedder, service, workspace, settings,
+                                                       queries, args.limit)
+            on, on_results = reranked(service, rerank_queries, args.limit)
+        both = [a + b for a, b in zip(encode, search)]
         d, f, r = common.summary_ms(both), common.summary_ms(off), common.summary_ms(on)
         rows.append({
             'chunk_vectors': n,
@@ -152,17 +160,15 @@ def main(argv=None) -> dict:
             'flow_vs_direct_p50': f['p50_ms'] / d['p50_ms'],
             'rerank_p50_ms': r['p50_ms'], 'rerank_p95_ms': r['p95_ms'],
             'rerank_p99_ms': r['p99_ms'],
-            'results_per_query': off_results, 'reranked_results_per_query': on_results,
+            'results_per_query': sum(off_results) / len(off_results),
+            'reranked_results_per_query': sum(on_results) / len(on_results),
             'queries': queries, 'rerank_queries': rerank_queries,
             'direct': d, 'flow': f, 'flow_rerank': r})
-    columns = ['chunk_vectors', 'direct_encode_p50_ms', 'direct_search_p50_ms', 'direct_p50_ms',
-               'flow_p50_ms', 'flow_p95_ms', 'flow_p99_ms', 'flow_vs_direct_p50',
-               'rerank_p50_ms', 'rerank_p95_ms', 'rerank_p99_ms']
     notes = [f'index settings {settings}; chunk hits per query {chunk_limit(args.limit)}; '
              f'results limit {args.limit}; reranker top 10',
              'target: flow p50 (reranker off) <= 1.5 x direct p50 at 1M chunk vectors']
     return common.finish(NAME, args, {'settings': settings, 'clip_model': clip, 'owl_model': owl},
-                         rows, columns, notes)
+                         rows, COLUMNS, notes)
 
 
 if __name__ == '__main__':

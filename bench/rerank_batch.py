@@ -13,6 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common  # noqa: E402
 
 NAME = 'rerank_batch'
+# The table's columns: every row of the JSON has these keys (None where they do not apply).
+COLUMNS = ['images', 'one_batch_s', 'one_at_a_time_s', 'batch_vs_single', 'per_image_batched_ms',
+           'preprocess_ms_per_image', 'text_query_ms']
 TOP_K = 10
 
 
@@ -50,13 +53,11 @@ def main(argv=None) -> dict:
              'batch_vs_single': b / s, 'per_image_batched_ms': b / len(images) * 1e3,
              'preprocess_ms_per_image': prep / len(images) * 1e3,
              'text_query_ms': query_s * 1e3}]
-    columns = ['images', 'one_batch_s', 'one_at_a_time_s', 'batch_vs_single',
-               'per_image_batched_ms', 'preprocess_ms_per_image', 'text_query_ms']
     notes = [f'OWL-ViT {reranker.input_size}x{reranker.input_size}, best of {repeat} passes each',
              'target: one batch <= 0.6 x one at a time']
     return common.finish(NAME, args, {'owl_model': owl, 'passes': {'batched': batched,
                                                                    'single': single}},
-                         rows, columns, notes)
+                         rows, COLUMNS, notes)
 
 
 if __name__ == '__main__':

@@ -1,9 +1,12 @@
 """The Python client: index paths, URLs or bytes; search by text or image.
 
-``Loupe`` wraps anything with Jina's ``post`` (a ``jina.Client`` for a running service, or an
-in-process ``Flow``), so the same calls work against both.
+``Loupe`` wraps anything with Jina's ``post``: over gRPC, one persistent channel to the gateway
+(loupe.transport) of a running service or of an in-process ``Flow``; over HTTP a ``jina.Client``
+or the ``Flow`` itself. The same calls work against all of them.
 """
 import contextlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
@@ -14,8 +17,10 @@ from loupe.errors import ImageLoadError, InvalidRequestError, LoupeError
 from loupe.flows import jina_defaults, load_flow
 from loupe.schema import ImageDoc
 from loupe.sources import Problem, Source, describe, expand, is_url, to_doc
+from loupe.transport import GrpcGateway
 
 DEFAULT_PORT = 54000
+_IN_FLIGHT = 2  # index requests sent before the first answer is awaited
 
 
 @dataclass
@@ -61,6 +66,8 @@ class Loupe:
     def connect(cls, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
                 protocol: str = 'grpc') -> 'Loupe':
         jina_defaults()
+        if protocol == 'grpc':
+            return cls(GrpcGateway(host, port))
         from jina import Client
 
         return cls(Client(host=host, port=port, protocol=protocol))
@@ -72,7 +79,14 @@ class Loupe:
         if flow == 'serve':
             kwargs.setdefault('protocol', 'grpc')
         with load_flow(flow, **kwargs) as running:
-            yield cls(running)
+            if str(running.protocol).lower().endswith('grpc'):  # gRPC alone: one open channel
+                gateway = GrpcGateway('127.0.0.1', running.port)
+                try:
+                    yield cls(gateway)
+                finally:
+                    gateway.close()
+            else:
+                yield cls(running)
 
     def post(self, endpoint: str, docs, parameters: Optional[dict] = None) -> DocList[ImageDoc]:
         try:
@@ -96,44 +110,45 @@ class Loupe:
         if batch_size <= 0:
             raise InvalidRequestError(f'batch_size must be > 0, got {batch_size}')
         report, seen, batch = IndexReport(), {}, []
-        for source in expand(sources, report.errors):
-            name = describe(source)
-            try:
-                doc = to_doc(source, tags)
-            except ImageLoadError as e:
-                report.errors.append(Problem(name, str(e)))
-                _tick(progress)
-                continue
-            if doc.id in seen:
-                report.skipped.append(Problem(name, f'duplicate of {seen[doc.id]}'))
-                _tick(progress)
-                continue
-            seen[doc.id] = name
-            batch.append((name, doc))
-            if len(batch) >= batch_size:
-                self._index_batch(batch, skip_existing, parameters, report, progress)
-                batch = []
-        if batch:
-            self._index_batch(batch, skip_existing, parameters, report, progress)
+        # Requests are pipelined: while the service encodes one batch, the next one is already
+        # being read, checked, sent and partitioned, so the encoder never waits for a request.
+        with ThreadPoolExecutor(max_workers=_IN_FLIGHT) as pool:
+            sent: deque = deque()
+
+            def send(batch):
+                sent.append(pool.submit(self._send_batch, batch, skip_existing, parameters))
+                if len(sent) >= _IN_FLIGHT:
+                    _record(*sent.popleft().result(), report, progress)
+
+            for source in expand(sources, report.errors):
+                name = describe(source)
+                try:
+                    doc = to_doc(source, tags)
+                except ImageLoadError as e:
+                    report.errors.append(Problem(name, str(e)))
+                    _tick(progress)
+                    continue
+                if doc.id in seen:
+                    report.skipped.append(Problem(name, f'duplicate of {seen[doc.id]}'))
+                    _tick(progress)
+                    continue
+                seen[doc.id] = name
+                batch.append((name, doc))
+                if len(batch) >= batch_size:
+                    send(batch)
+                    batch = []
+            if batch:
+                send(batch)
+            while sent:
+                _record(*sent.popleft().result(), report, progress)
         return report
 
-    def _index_batch(self, batch, skip_existing, parameters, report, progress) -> None:
+    def _send_batch(self, batch, skip_existing, parameters):
+        """(names by id, ids already indexed, the service's answer for the rest)."""
         names = {doc.id: name for name, doc in batch}
-        if skip_existing:
-            existing = self.exists(names)
-            for id_ in existing:
-                report.skipped.append(Problem(names[id_], 'already indexed'))
-            batch = [(n, d) for n, d in batch if d.id not in existing]
-            _tick(progress, len(existing))
-        if not batch:
-            return
-        for doc in self.post('/index', [d for _, d in batch], parameters):
-            if doc.status == STATUS_ERROR or doc.error:
-                report.errors.append(Problem(names[doc.id], doc.error or 'not indexed'))
-            else:
-                report.indexed.append(names[doc.id])
-                report.chunks += len(doc.chunks)
-        _tick(progress, len(batch))
+        existing = self.exists(names) if skip_existing else set()
+        docs = [d for _, d in batch if d.id not in existing]
+        return names, existing, self.post('/index', docs, parameters) if docs else []
 
     def search(self, text: Optional[str] = None, image: Optional[Source] = None,
                limit: Optional[int] = None, rerank: Optional[bool] = None,
@@ -160,6 +175,18 @@ class Loupe:
         if not docs:
             return []
         return [d.id for d in self.post('/delete', docs) if d.status]
+
+
+def _record(names, existing, answer, report: IndexReport, progress) -> None:
+    for id_ in existing:
+        report.skipped.append(Problem(names[id_], 'already indexed'))
+    for doc in answer:
+        if doc.status == STATUS_ERROR or doc.error:
+            report.errors.append(Problem(names[doc.id], doc.error or 'not indexed'))
+        else:
+            report.indexed.append(names[doc.id])
+            report.chunks += len(doc.chunks)
+    _tick(progress, len(names))
 
 
 def _tick(progress, n: int = 1) -> None:

@@ -44,13 +44,13 @@ def rank_parents(chunk_matches: Sequence[Match], aggregation: str = 'max', top_k
     groups = defaultdict(list)
     for match in chunk_matches:
         groups[match.parent_id].append(match)
-    results = []
+    ranked = []
     for parent_id, matches in groups.items():
         matches.sort(key=lambda m: m.score, reverse=True)
-        best = matches[0]
         score = aggregate(np.asarray([m.score for m in matches], dtype=np.float64), top_k)
-        results.append(Match(parent_id=parent_id, score=score, scores={SCORE_CHUNK: score},
-                             highlight_box=best.highlight_box, highlight_source=SOURCE_CHUNK,
-                             chunk_kind=best.chunk_kind))
-    results.sort(key=lambda m: m.score, reverse=True)
-    return results[:limit]
+        ranked.append((score, parent_id, matches[0]))
+    ranked.sort(key=lambda r: r[0], reverse=True)
+    # Results only for the parents returned: a query's chunk hits span many more.
+    return [Match(parent_id=parent_id, score=score, scores={SCORE_CHUNK: score},
+                  highlight_box=best.highlight_box, highlight_source=SOURCE_CHUNK,
+                  chunk_kind=best.chunk_kind) for score, parent_id, best in ranked[:limit]]

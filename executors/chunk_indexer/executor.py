@@ -23,7 +23,7 @@ INDEX_DIR = 'chunks'
 
 class ChunkIndexer(Executor):
     def __init__(self, precision: str = 'f16', connectivity: int = 16, expansion_add: int = 128,
-                 expansion_search: int = 64, limit: int = 10, chunk_limit: Optional[int] = None,
+                 expansion_search: int = 256, limit: int = 10, chunk_limit: Optional[int] = None,
                  save_every: Optional[int] = 10_000, rebuild: bool = False, **kwargs):
         """``chunk_limit`` None fetches max(100, 10 * limit) chunk hits per query.
 
@@ -73,10 +73,12 @@ class ChunkIndexer(Executor):
             raise InvalidRequestError(f'query embeddings of one request differ in size: {sizes}')
         hits = self.chunk_index.search(np.stack(vectors), chunk_limit, parameters.get('filter'))
         for doc, doc_hits in zip(queries, hits):
+            # construct: the values are already of the fields' types, and validating a hundred
+            # hits per query costs more than the search itself.
             doc.matches = DocList[Match](
-                Match(parent_id=hit.parent_id, score=hit.similarity,
-                      scores={SCORE_CHUNK: hit.similarity}, highlight_box=hit.box,
-                      highlight_source=SOURCE_CHUNK, chunk_kind=hit.kind)
+                Match.construct(parent_id=hit.parent_id, score=hit.similarity,
+                                scores={SCORE_CHUNK: hit.similarity}, highlight_box=hit.box,
+                                highlight_source=SOURCE_CHUNK, chunk_kind=hit.kind)
                 for hit in doc_hits)
         return docs
 

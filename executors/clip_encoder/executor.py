@@ -5,6 +5,7 @@ from docarray import DocList
 from jina import Executor, requests
 from PIL import Image
 
+from loupe import model_thread
 from loupe.boxes import as_boxes
 from loupe.clip import ClipEmbedder
 from loupe.constants import STATUS_ERROR
@@ -29,7 +30,8 @@ class ClipEncoder(Executor):
         batch_size = (parameters or {}).get('batch_size', self.embedder.batch_size)
         chunks: List[Chunk] = []
         # One batch stream across all docs of the request: small docs fill each other's batches.
-        embeddings = self.embedder.embed_images(self._crops(docs, chunks), batch_size)
+        embeddings = model_thread.run(self.embedder.embed_images, self._crops(docs, chunks),
+                                      batch_size)
         for chunk, embedding in zip(chunks, embeddings):
             chunk.embedding = embedding
         return docs
@@ -69,12 +71,13 @@ class ClipEncoder(Executor):
             else:
                 doc.error = 'empty query: give a non-blank text or an image'
         if text_docs:
-            embeddings = self.embedder.embed_texts([d.text.strip() for d in text_docs], batch_size)
+            embeddings = model_thread.run(self.embedder.embed_texts,
+                                          [d.text.strip() for d in text_docs], batch_size)
             for doc, embedding in zip(text_docs, embeddings):
                 doc.embedding = embedding
         embedded: List[ImageDoc] = []
-        embeddings = self.embedder.embed_images(self._query_images(image_docs, embedded),
-                                                batch_size)
+        embeddings = model_thread.run(self.embedder.embed_images,
+                                      self._query_images(image_docs, embedded), batch_size)
         for doc, embedding in zip(embedded, embeddings):
             doc.embedding = embedding
         return docs

@@ -12,6 +12,7 @@ import lmdb
 from docarray import DocList
 from jina import Executor, requests
 
+from loupe import model_thread
 from loupe.boxes import to_list
 from loupe.constants import SCORE_CHUNK, SCORE_FINAL, SCORE_RERANK, SOURCE_RERANKER
 from loupe.errors import ImageLoadError, InvalidRequestError
@@ -63,7 +64,7 @@ class OwlReranker(Executor):
             if doc.error or not doc.matches:
                 continue
             try:
-                self._rerank(doc, top_k, weight)
+                model_thread.run(self._rerank, doc, top_k, weight)
             except ImageLoadError as e:  # the query image: the encoder will have said so too
                 self.logger.warning(f'query {doc.id}: not reranked: {e}')
         return docs

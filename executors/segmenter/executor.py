@@ -4,6 +4,7 @@ from typing import Optional
 from docarray import DocList
 from jina import Executor, requests
 
+from loupe import model_thread
 from loupe.constants import STATUS_ERROR
 from loupe.errors import ImageLoadError
 from loupe.images import decode, source_bytes
@@ -60,7 +61,7 @@ class Segmenter(Executor):
             doc.width, doc.height = image.width, image.height
             ok.append(doc)
             images.append(image)
-        proposals = self.partitioner.partition(images, settings)
+        proposals = model_thread.run(self.partitioner.partition, images, settings)
         for doc, found in zip(ok, proposals):
             doc.chunks = DocList[Chunk]([
                 Chunk(parent_id=doc.id, box=p.box, kind=p.kind, label=p.label, score=p.score)
