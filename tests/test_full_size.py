@@ -11,6 +11,7 @@ from transformers import CLIPModel, CLIPProcessor, DFineConfig, DFineForObjectDe
     RTDetrImageProcessor, ViTConfig, ViTImageProcessor, ViTModel
 
 from bench.models import checkpoint
+from loupe.constants import ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL
 from loupe.flows import PROJECT_ROOT
 from loupe.images import load
 from loupe.rerank import Reranker
@@ -18,6 +19,13 @@ from loupe.segment import Partitioner
 
 pytestmark = pytest.mark.slow
 MODELS = PROJECT_ROOT / 'workspace' / 'bench-models'
+
+
+@pytest.fixture(autouse=True)
+def no_model_settings(monkeypatch):
+    """The environment would win over the checkpoints these tests name."""
+    for env in (ENV_CLIP_MODEL, ENV_OWL_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL):
+        monkeypatch.delenv(env, raising=False)
 
 
 @pytest.fixture(scope='module')

@@ -4,6 +4,7 @@ Building the parser imports nothing heavy (every ``loupe`` command builds it): m
 and the evaluations are imported when an evaluation runs.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -199,20 +200,33 @@ _MODEL_FLAGS = {'clip_model': ENV_CLIP_MODEL, 'owl_model': ENV_OWL_MODEL,
                 'detector_model': ENV_DETECTOR_MODEL, 'dino_model': ENV_DINO_MODEL}
 
 
+@contextlib.contextmanager
+def _models_from_flags(args):
+    """A model named on the command line wins over the environment, for this run only."""
+    chosen = {env: getattr(args, flag) for flag, env in _MODEL_FLAGS.items()
+              if getattr(args, flag, None)}
+    saved = {env: os.environ.get(env) for env in chosen}
+    os.environ.update(chosen)
+    try:
+        yield
+    finally:
+        for env, value in saved.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
+
+
 def cmd_eval(args) -> int:
     from loupe.evaluation.report import failures, table, write_json
 
     # Model-loading progress bars would bury the table; the user's own settings win.
     for name, value in _QUIET_LOADING.items():
         os.environ.setdefault(name, value)
-    # A model named on the command line is the most explicit choice: it wins over the
-    # environment, which wins over the defaults.
-    for flag, env in _MODEL_FLAGS.items():
-        if getattr(args, flag, None):
-            os.environ[env] = getattr(args, flag)
     started = time.perf_counter()
     run: Callable[[argparse.Namespace], dict] = args.run
-    result = run(args)
+    with _models_from_flags(args):
+        result = run(args)
     result['seconds_total'] = round(time.perf_counter() - started, 3)
     result['arguments'] = {k: v for k, v in vars(args).items() if not callable(v)}
     print(table(result))
