@@ -7,11 +7,10 @@ from loupe.constants import STATUS_ERROR
 from loupe.schema import ImageDoc
 
 
-def mark_error(doc: ImageDoc, reason: str, status: Optional[str] = STATUS_ERROR) -> None:
-    """Record why ``doc`` failed; several stages may add reasons."""
+def mark_error(doc: ImageDoc, reason: str) -> None:
+    """Record why ``doc`` failed to index; several stages may add reasons."""
     doc.error = f'{doc.error}; {reason}' if doc.error and reason not in doc.error else reason
-    if status:
-        doc.status = status
+    doc.status = STATUS_ERROR
 
 
 def slim(docs: Optional[DocList[ImageDoc]]) -> Optional[DocList[ImageDoc]]:

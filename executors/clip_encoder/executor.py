@@ -8,7 +8,7 @@ from PIL import Image
 from loupe import model_thread
 from loupe.boxes import as_boxes
 from loupe.clip import ClipEmbedder
-from loupe.constants import STATUS_ERROR
+from loupe.docs import mark_error
 from loupe.errors import ImageLoadError
 from loupe.images import source_bytes
 from loupe.schema import Chunk, ImageDoc
@@ -42,13 +42,13 @@ class ClipEncoder(Executor):
             if doc.error or not doc.chunks:
                 continue
             if any(len(chunk.box) != 4 for chunk in doc.chunks):
-                doc.error, doc.status = 'a chunk has no [x1, y1, x2, y2] box', STATUS_ERROR
+                mark_error(doc, 'a chunk has no [x1, y1, x2, y2] box')
                 continue
             boxes = as_boxes([chunk.box for chunk in doc.chunks])
             try:
                 decoded = self.embedder.decode(source_bytes(doc.blob, doc.uri), boxes)
             except ImageLoadError as e:
-                doc.error, doc.status = str(e), STATUS_ERROR
+                mark_error(doc, str(e))
                 continue
             for chunk, box in zip(doc.chunks, boxes):
                 chunks.append(chunk)

@@ -5,7 +5,7 @@ from docarray import DocList
 from jina import Executor, requests
 
 from loupe import model_thread
-from loupe.constants import STATUS_ERROR
+from loupe.docs import mark_error
 from loupe.errors import ImageLoadError
 from loupe.images import decode, source_bytes
 from loupe.schema import Chunk, ImageDoc
@@ -52,7 +52,7 @@ class Segmenter(Executor):
                 data = source_bytes(doc.blob, doc.uri)
                 image = decode(data, min_side=side)
             except ImageLoadError as e:
-                doc.error, doc.status = str(e), STATUS_ERROR
+                mark_error(doc, str(e))
                 doc.chunks = DocList[Chunk]()
                 self.logger.warning(f'{doc.id} ({doc.uri or "blob"}): {e}')
                 continue
