@@ -34,6 +34,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from usearch.index import BatchMatches, Index
 
+from loupe.constants import KIND_WHOLE
 from loupe.errors import DimensionMismatchError, InvalidRequestError
 from loupe.lmdb_env import GrowingEnv
 from loupe.models import choose
@@ -355,10 +356,12 @@ class ChunkIndex:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def search(self, queries, k: int = 10, filter: Optional[dict] = None) -> List[List[ChunkHit]]:
+    def search(self, queries, k: int = 10, filter: Optional[dict] = None,
+               kinds: Optional[Iterable[str]] = None) -> List[List[ChunkHit]]:
         """Top ``k`` chunks per query row, most similar first.
 
-        With a ``filter`` (tag -> value, or tag -> list of accepted values) the graph is asked
+        ``kinds`` keeps only chunks of those kinds (``('whole',)``: see ``nearest_whole``) and is
+        searched deeper like a filter. With a ``filter`` (tag -> value, or tag -> list of accepted values) the graph is asked
         for ``4k`` candidates, then 4x more each round, until ``k`` of them pass the filter or
         the whole index has been fetched. Any round that asks for the whole index is an exact
         (brute-force) search, so a small index or a rare tag value never misses a chunk.
@@ -375,6 +378,7 @@ class ChunkIndex:
             raise InvalidRequestError(f'k must be > 0, got {k}')
         if filter is not None and not isinstance(filter, dict):
             raise InvalidRequestError(f'filter must be a dict of tag -> value(s), got {filter!r}')
+        kinds = frozenset(kinds) if kinds is not None else None
         with self._lock:
             self._check_ndim(queries.shape[1], 'query embedding')
             results: List[List[ChunkHit]] = [[] for _ in queries]
@@ -384,13 +388,13 @@ class ChunkIndex:
             if not size:
                 return results
             return self._env.read(lambda txn: self._search(txn, queries, pending, k, filter,
-                                                           size, results))
+                                                           kinds, size, results))
 
-    def _search(self, txn, queries, pending, k, filter, size, results):
+    def _search(self, txn, queries, pending, k, filter, kinds, size, results):
         records, tags = {}, {}
         rescore = _RESCORE.get(self.settings['precision'], 1)
         wanted = k * rescore
-        fetch = wanted * _FILTER_GROWTH if filter else wanted
+        fetch = wanted * _FILTER_GROWTH if filter or kinds else wanted
         while pending:
             count = min(fetch, size)
             exhaustive = count >= size  # asked for everything: exact, never a missed chunk
@@ -408,6 +412,8 @@ class ChunkIndex:
                     if records[key] is None:
                         continue
                     record, vector = records[key]
+                    if kinds is not None and record['k'] not in kinds:
+                        continue
                     if filter and not _accepts(self._tags(txn, record['p'], tags), filter):
                         continue
                     similarity = float(queries[row] @ vector) if rescore > 1 else 1.0 - distance
@@ -429,6 +435,48 @@ class ChunkIndex:
             value = txn.get(_parent_key(parent_id), db=self._dbs[_PARENTS])
             cache[parent_id] = json.loads(value)['tags'] if value is not None else {}
         return cache[parent_id]
+
+    def nearest_whole(self, queries, k: int = 10) -> List[List[ChunkHit]]:
+        """The ``k`` images whose whole-image vector (kind 'whole') is most similar to each
+        query row, best first: kNN over whole-image vectors only (recommendations, semantic
+        duplicates), one graph search per query, never all pairs. Hits are ``ChunkHit``s
+        (``parent_id``, ``similarity``, ...); an image itself is among its own neighbours.
+        """
+        return self.search(queries, k, kinds=(KIND_WHOLE,))
+
+    def whole_vectors(self, parent_ids: Optional[Iterable[str]] = None
+                      ) -> Tuple[List[str], np.ndarray]:
+        """``(ids, vectors)``: the whole-image vector (kind 'whole', L2-normalised, float32, one
+        row per id in ``ids``' order) of every indexed image, or of those of ``parent_ids`` that
+        are indexed (unknown ids, and images without a whole chunk, are left out).
+
+        Vectors come from the durable float16 copy, so they are the same for every precision.
+        """
+        wanted = None if parent_ids is None else list(dict.fromkeys(parent_ids))
+
+        def read(txn):
+            chunks = self._dbs[_CHUNKS]
+            if wanted is None:
+                with txn.cursor(db=self._dbs[_PARENTS]) as cur:
+                    records = [json.loads(v) for v in cur.iternext(keys=False, values=True)]
+            else:
+                records = [json.loads(v) for v in (
+                    txn.get(_parent_key(i), db=self._dbs[_PARENTS]) for i in wanted)
+                    if v is not None]
+            ids, rows = [], []
+            for record in records:
+                for key in record['keys']:  # the segmenter puts the whole image first
+                    header, vector = _decode_chunk(txn.get(_chunk_key(key), db=chunks))
+                    if header['k'] == KIND_WHOLE:
+                        ids.append(record['id'])
+                        rows.append(vector)
+                        break
+            return ids, rows
+
+        with self._lock:
+            ids, rows = self._env.read(read)
+            ndim = self.ndim or 0
+        return ids, (_normalise(np.stack(rows)) if rows else np.zeros((0, ndim), np.float32))
 
     def known_parents(self, parent_ids: Iterable[str]) -> set:
         """The ids among ``parent_ids`` that have chunks in the index."""

@@ -266,6 +266,38 @@ def test_empty_and_missing_input(tmp_path, data):
         assert len(index) == 10
 
 
+def test_whole_image_vectors_and_their_nearest_neighbours(tmp_path, data):
+    """Whole-image vectors of all or some images, and kNN among them only: grid chunks that
+    are closer to the query never come back."""
+    vectors, _ = data
+    wholes = unit(vectors[:30])
+    with ChunkIndex(tmp_path, precision='i8') as index:
+        for i in range(30):
+            # grid chunks: copies of *other* images' whole vectors, so they would win a plain search
+            grid = chunks_of(np.stack([wholes[(i + 1) % 30], wholes[(i + 2) % 30]]), 100 * i)
+            index.upsert(f'img{i}', grid[:1] + chunks_of(wholes[i:i + 1], kind=KIND_WHOLE)
+                         + grid[1:])
+        index.upsert('no-whole', chunks_of(vectors[40:42]))
+        ids, matrix = index.whole_vectors()
+        some_ids, some = index.whole_vectors(['img7', 'missing', 'no-whole', 'img3', 'img7'])
+        hits = index.nearest_whole(wholes[[4, 9]] * 2.0, 3)
+    assert sorted(ids) == sorted(f'img{i}' for i in range(30)) and matrix.dtype == np.float32
+    np.testing.assert_allclose(matrix, wholes[[int(i[3:]) for i in ids]], atol=2e-3)
+    assert some_ids == ['img7', 'img3']
+    np.testing.assert_allclose(some, wholes[[7, 3]], atol=2e-3)
+    exact = np.argsort(-wholes[[4, 9]] @ wholes.T, axis=1)[:, :3]
+    assert [[h.parent_id for h in q] for q in hits] == [[f'img{j}' for j in e] for e in exact]
+    assert all(h.kind == KIND_WHOLE for q in hits for h in q)
+    assert hits[0][0].similarity == pytest.approx(1.0, abs=1e-2)
+
+
+def test_whole_image_accessors_on_an_empty_index(tmp_path):
+    with ChunkIndex(tmp_path) as index:
+        ids, matrix = index.whole_vectors()
+        assert ids == [] and matrix.shape[0] == 0
+        assert index.nearest_whole(np.ones((1, DIM), np.float32), 5) == [[]]
+
+
 # -- executor -----------------------------------------------------------------------------------
 
 def image_doc(doc_id: str, vectors: np.ndarray, tags=None) -> ImageDoc:
