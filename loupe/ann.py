@@ -333,6 +333,27 @@ class ChunkIndex:
             self._apply(removed, {})
         return len(removed)
 
+    def merge_tags(self, tags_by_parent: Dict[str, dict], remove: Sequence[str] = ()) -> List[str]:
+        """Merge tags into indexed parents' (what filters see) and drop the ``remove`` keys;
+        vectors stay. Returns the parents found."""
+        with self._lock:
+            def write(txn):
+                found = []
+                for parent_id, tags in tags_by_parent.items():
+                    value = txn.get(_parent_key(parent_id), db=self._dbs[_PARENTS])
+                    if value is None:
+                        continue
+                    record = json.loads(value)
+                    merged = {k: v for k, v in {**record['tags'], **tags}.items()
+                              if k not in remove}
+                    record['tags'] = merged
+                    txn.put(_parent_key(parent_id), json.dumps(record, default=str).encode(),
+                            db=self._dbs[_PARENTS])
+                    found.append(parent_id)
+                return found
+
+            return self._env.write(write)
+
     def _drop_parent(self, txn, parent_id: str) -> List[int]:
         value = txn.get(_parent_key(parent_id), db=self._dbs[_PARENTS])
         if value is None:

@@ -8,39 +8,23 @@ import contextlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from docarray import DocList
 
-from loupe.constants import STATUS_ERROR, STATUS_INDEXED
+from loupe.constants import DEFAULT_PORT, STATUS_ERROR, STATUS_INDEXED
 from loupe.errors import ImageLoadError, InvalidRequestError, LoupeError
 from loupe.flows import jina_defaults, load_flow
-from loupe.schema import ImageDoc
-from loupe.sources import Problem, Source, describe, expand, is_url, to_doc
+from loupe.results import Result, page, result_from_match  # noqa: F401 (Result: API)
+from loupe.query import IMAGE, TEXT, Term as QueryTerm, check_terms
+from loupe.schema import ImageDoc, Match, Term
+from loupe.sources import ID_LENGTH, Problem, Source, describe, expand, is_url, to_doc
+from loupe.settings import workspace_root
 from loupe.transport import GrpcGateway
+from loupe.workspace import held
 
-DEFAULT_PORT = 54000
 _IN_FLIGHT = 2  # index requests sent before the first answer is awaited
-
-
-@dataclass
-class Result:
-    id: str
-    uri: Optional[str]
-    score: float
-    highlight: Optional[List[float]]  # [x1, y1, x2, y2] in original pixels
-    highlight_source: Optional[str]
-    scores: Dict[str, float] = field(default_factory=dict)
-    tags: Dict = field(default_factory=dict)
-    width: Optional[int] = None
-    height: Optional[int] = None
-    chunk_kind: Optional[str] = None
-    preview: Optional[bytes] = field(default=None, repr=False)  # with search(with_preview=True)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        del data['preview']
-        return data
 
 
 @dataclass
@@ -49,6 +33,7 @@ class IndexReport:
     skipped: List[Problem] = field(default_factory=list)  # already indexed, or duplicates
     errors: List[Problem] = field(default_factory=list)  # not indexed, with the reason
     chunks: int = 0
+    tagged: int = 0  # images already indexed whose tags were merged with the given ones
 
 
 def _check(response: DocList[ImageDoc]) -> DocList[ImageDoc]:
@@ -61,6 +46,7 @@ def _check(response: DocList[ImageDoc]) -> DocList[ImageDoc]:
 class Loupe:
     def __init__(self, target):
         self.target = target
+        self.routed: Optional[str] = None  # the CLI: the service address it was sent to
 
     @classmethod
     def connect(cls, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
@@ -75,10 +61,14 @@ class Loupe:
     @classmethod
     @contextlib.contextmanager
     def local(cls, flow: str = 'serve', **kwargs) -> Iterator['Loupe']:
-        """Start a flow in this process (``index``, ``query``, ``serve`` or a YAML path)."""
+        """Start a flow in this process (``index``, ``query``, ``serve`` or a YAML path).
+
+        The process holds the workspace while the flow runs: a second writer (another flow, a
+        ``loupe serve``) is refused with ``WorkspaceBusyError`` naming this one.
+        """
         if flow == 'serve':
             kwargs.setdefault('protocol', 'grpc')
-        with load_flow(flow, **kwargs) as running:
+        with held(workspace_root()), load_flow(flow, **kwargs) as running:
             if str(running.protocol).lower().endswith('grpc'):  # gRPC alone: one open channel
                 gateway = GrpcGateway('127.0.0.1', running.port)
                 try:
@@ -109,7 +99,7 @@ class Loupe:
         """Index files, folders (recursively), URLs or bytes; bad items are reported, not fatal."""
         if batch_size <= 0:
             raise InvalidRequestError(f'batch_size must be > 0, got {batch_size}')
-        report, seen, batch = IndexReport(), {}, []
+        report, seen, batch, duplicates = IndexReport(), {}, [], []
         # Requests are pipelined: while the service encodes one batch, the next one is already
         # being read, checked, sent and partitioned, so the encoder never waits for a request.
         with ThreadPoolExecutor(max_workers=_IN_FLIGHT) as pool:
@@ -118,7 +108,7 @@ class Loupe:
             def send(batch):
                 sent.append(pool.submit(self._send_batch, batch, skip_existing, parameters))
                 if len(sent) >= _IN_FLIGHT:
-                    _record(*sent.popleft().result(), report, progress)
+                    _record(*sent.popleft().result(), report, progress, tags)
 
             for source in expand(sources, report.errors):
                 name = describe(source)
@@ -130,6 +120,8 @@ class Loupe:
                     continue
                 if doc.id in seen:
                     report.skipped.append(Problem(name, f'duplicate of {seen[doc.id]}'))
+                    if doc.uri:
+                        duplicates.append(ImageDoc(id=doc.id, uri=doc.uri))
                     _tick(progress)
                     continue
                 seen[doc.id] = name
@@ -140,34 +132,51 @@ class Loupe:
             if batch:
                 send(batch)
             while sent:
-                _record(*sent.popleft().result(), report, progress)
+                _record(*sent.popleft().result(), report, progress, tags)
+        self.update(duplicates)  # the image keeps every path it was found under
         return report
 
     def _send_batch(self, batch, skip_existing, parameters):
-        """(names by id, ids already indexed, the service's answer for the rest)."""
+        """(names by id, ids already indexed, the service's answer for the rest).
+
+        An image already indexed is not encoded again, but its path and the given tags are
+        merged into its record.
+        """
         names = {doc.id: name for name, doc in batch}
         existing = self.exists(names) if skip_existing else set()
         docs = [d for _, d in batch if d.id not in existing]
+        self.update([ImageDoc(id=d.id, uri=d.uri, tags=d.tags) for _, d in batch
+                     if d.id in existing and (d.uri or d.tags)])
         return names, existing, self.post('/index', docs, parameters) if docs else []
 
     def search(self, text: Optional[str] = None, image: Optional[Source] = None,
                limit: Optional[int] = None, rerank: Optional[bool] = None,
-               filter: Optional[dict] = None, **parameters) -> List[Result]:
-        """Search by ``text`` or by an example ``image`` (path, URL or bytes)."""
-        if image is not None:
-            query = to_doc(image) if isinstance(image, bytes) or is_url(image) else to_doc(str(image))
-            query = ImageDoc(blob=query.blob, uri=query.uri)
-        elif text is not None and text.strip():
-            query = ImageDoc(text=text)
-        else:
+               filter: Optional[dict] = None, terms: Optional[Sequence[QueryTerm]] = None,
+               offset: int = 0, min_score: Optional[float] = None,
+               **parameters) -> List[Result]:
+        """Search by ``text``, an example ``image`` (path, URL or bytes), or both.
+
+        ``terms`` is query arithmetic (loupe.query): ``[(1, 'text', 'a dog'), (-0.5, 'text',
+        'night'), (1, 'image', 'beach.jpg')]``; ``text`` and ``image`` add terms of weight 1.
+        ``offset`` skips that many results (paging); ``min_score`` drops weaker ones.
+        """
+        terms = list(terms or [])
+        if text is not None and text.strip():
+            terms.insert(0, (1.0, TEXT, text))
+        elif text is not None:
             raise InvalidRequestError('empty query: give a text or an image')
-        options = dict(parameters, limit=limit, rerank=rerank, filter=filter)
+        if image is not None:
+            terms.append((1.0, IMAGE, image))
+        check_terms(terms)
+        if offset < 0:
+            raise InvalidRequestError(f'offset must be >= 0, got {offset}')
+        query = _query_doc(terms)
+        options = dict(parameters, rerank=rerank, filter=filter)
+        if limit is not None or offset:
+            options['limit'] = (10 if limit is None else limit) + offset
         options = {k: v for k, v in options.items() if v is not None}
         (doc,) = _check(self.post('/search', [query], options))
-        return [Result(id=m.parent_id, uri=m.uri, score=m.score, highlight=m.highlight_box,
-                       highlight_source=m.highlight_source, scores=dict(m.scores),
-                       tags=dict(m.tags), width=m.width, height=m.height,
-                       chunk_kind=m.chunk_kind, preview=m.preview) for m in doc.matches]
+        return page([result_from_match(m) for m in doc.matches], offset, min_score)
 
     def delete(self, ids: Iterable[str]) -> List[str]:
         """Remove images by id; returns the ids that were indexed."""
@@ -176,10 +185,106 @@ class Loupe:
             return []
         return [d.id for d in self.post('/delete', docs) if d.status]
 
+    def delete_items(self, items: Iterable[Source]) -> 'DeleteReport':
+        """Remove images named by file (its content), recorded path (a file gone since) or id."""
+        report, ids = DeleteReport(), {}
+        for item in items:
+            try:
+                ids.setdefault(self.resolve(item), []).append(describe(item))
+            except LoupeError as e:
+                report.not_deleted.append((describe(item), str(e)))
+        removed = set(self.delete(list(ids)))
+        for id_, names in ids.items():
+            for name in names:
+                if id_ in removed:
+                    report.deleted.append(name)
+                else:
+                    report.not_deleted.append((name, 'not indexed'))
+        return report
 
-def _record(names, existing, answer, report: IndexReport, progress) -> None:
+    def resolve(self, item: Source) -> str:
+        """The image id of a file (by content), a recorded path or URL, or an id (or its prefix)."""
+        if isinstance(item, bytes):
+            return to_doc(item).id
+        text = str(item)
+        path = Path(text).expanduser()
+        if path.is_file():
+            return to_doc(str(path)).id
+        uri = text if is_url(text) else str(path.resolve())
+        found = self.find_uris([uri]).get(uri)
+        if found:
+            return found
+        if _looks_like_id(text):
+            return text
+        raise InvalidRequestError('no such file, and no image was indexed under this path')
+
+    def find_uris(self, uris: Iterable[str]) -> Dict[str, str]:
+        """The id of the image indexed under each uri (path or URL), where there is one."""
+        docs = [ImageDoc(uri=u) for u in uris]
+        if not docs:
+            return {}
+        answer = self.post('/find', docs)
+        return {d.uri: d.matches[0].parent_id for d in answer if d.matches}
+
+    def find_under(self, folders: Iterable[str]) -> Dict[str, Match]:
+        """Every indexed image with a path inside ``folders``, by id (``uris``: all its paths)."""
+        docs = [ImageDoc(uri=f) for f in folders]
+        found = {}
+        for doc in self.post('/find', docs, {'under': True}) if docs else ():
+            for match in doc.matches:
+                found[match.parent_id] = match
+        return found
+
+    def tag(self, items: Iterable[Source], tags: Optional[dict] = None,
+            untag: Iterable[str] = ()) -> List[str]:
+        """Merge ``tags`` into indexed images (by id, file or recorded path) and remove the
+        ``untag`` keys, without re-encoding; returns the ids changed."""
+        ids = [self.resolve(item) for item in items]
+        return self.update([ImageDoc(id=i, tags=dict(tags or {})) for i in ids], untag=untag)
+
+    def update(self, docs: Sequence[ImageDoc], untag: Iterable[str] = (),
+               remove_uris: Iterable[str] = ()) -> List[str]:
+        """Change indexed images without re-encoding: each doc's ``tags`` are merged and its
+        ``uri`` added to its paths; ``untag`` keys and ``remove_uris`` paths are removed.
+        Returns the ids found."""
+        if not docs:
+            return []
+        parameters = {'untag': list(untag), 'remove_uris': list(remove_uris)}
+        answer = self.post('/update', docs, {k: v for k, v in parameters.items() if v})
+        return [d.id for d in answer if d.status == STATUS_INDEXED]
+
+
+@dataclass
+class DeleteReport:
+    deleted: List[str] = field(default_factory=list)
+    not_deleted: List[tuple] = field(default_factory=list)  # (item, why)
+
+
+def _looks_like_id(text: str) -> bool:
+    return len(text) == ID_LENGTH and all(c in '0123456789abcdef' for c in text.lower())
+
+
+def _query_doc(terms: Sequence[QueryTerm]) -> ImageDoc:
+    """One text or one image of weight 1 travel as before; anything else as ``terms``."""
+    def image_term(value) -> dict:
+        if isinstance(value, bytes):
+            return {'blob': value}
+        doc = to_doc(value) if is_url(value) else to_doc(str(Path(str(value)).expanduser()))
+        return {'blob': doc.blob, 'uri': doc.uri}
+
+    if len(terms) == 1 and terms[0][0] == 1.0:
+        _, kind, value = terms[0]
+        return ImageDoc(text=value) if kind == TEXT else ImageDoc(**image_term(value))
+    docs = [Term(text=value, weight=weight) if kind == TEXT
+            else Term(weight=weight, **image_term(value)) for weight, kind, value in terms]
+    first_text = next((v for w, k, v in terms if k == TEXT and w > 0), None)
+    return ImageDoc(text=first_text, terms=DocList[Term](docs))  # text: what a reranker looks for
+
+
+def _record(names, existing, answer, report: IndexReport, progress, tags=None) -> None:
     for id_ in existing:
         report.skipped.append(Problem(names[id_], 'already indexed'))
+        report.tagged += bool(tags)
     for doc in answer:
         if doc.status == STATUS_ERROR or doc.error:
             report.errors.append(Problem(names[doc.id], doc.error or 'not indexed'))

@@ -22,7 +22,9 @@ STATUS_DELETED = 'deleted'
 STATUS_MISSING = 'missing'  # /exists: not (fully) indexed, so index it again
 
 # Endpoints the flows serve.
-ENDPOINTS = ('/index', '/search', '/delete', '/exists')
+ENDPOINTS = ('/index', '/search', '/delete', '/exists', '/find', '/update')
+
+DEFAULT_PORT = 54000  # gRPC of `loupe serve`; HTTP on the next port
 
 # Environment settings.
 ENV_WORKSPACE = 'LOUPE_WORKSPACE'
@@ -39,4 +41,5 @@ DEFAULT_DETECTOR_MODEL = 'ustc-community/dfine-nano-coco'
 DEFAULT_DINO_MODEL = 'facebook/dino-vits16'
 
 IMAGE_EXTENSIONS = frozenset(
-    {'.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff'})
+    {'.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff', '.heic', '.heif',
+     '.avif'})

@@ -18,6 +18,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from loupe.boxes import as_boxes, scale
 from loupe.errors import ImageLoadError
 
+try:  # HEIC/HEIF (phone photos) through the maintained pillow-heif plugin; AVIF is in Pillow
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - a dependency; without it HEIC files are reported
+    pass
+else:
+    register_heif_opener()
+
 # PIL raises its own bomb error only at twice its limit; ours is one clear threshold.
 DEFAULT_MAX_PIXELS = 178_956_970
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
@@ -68,12 +75,18 @@ def read_source(uri: str, timeout: float = 15.0) -> bytes:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 data = response.read(MAX_DOWNLOAD_BYTES + 1)
             if len(data) > MAX_DOWNLOAD_BYTES:
-                raise ImageLoadError(f'{uri}: larger than {MAX_DOWNLOAD_BYTES} bytes')
+                raise ImageLoadError(f'larger than {MAX_DOWNLOAD_BYTES} bytes')
             return data
         path = Path(uri[len('file://'):] if uri.startswith('file://') else uri)
         return path.expanduser().read_bytes()
-    except (OSError, urllib.error.URLError, ValueError) as e:
-        raise ImageLoadError(f'{uri}: cannot read: {e}') from e
+    except urllib.error.HTTPError as e:
+        raise ImageLoadError(f'cannot read: HTTP {e.code} {e.reason}') from e
+    except urllib.error.URLError as e:
+        raise ImageLoadError(f'cannot read: {e.reason}') from e
+    except OSError as e:  # the caller names the file: say only why
+        raise ImageLoadError(f'cannot read: {e.strerror or e}') from e
+    except ValueError as e:
+        raise ImageLoadError(f'cannot read: {e}') from e
 
 
 def source_bytes(blob: Optional[bytes], uri: Optional[str]) -> bytes:
@@ -94,7 +107,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
         raise ImageLoadError(f'image too large: {e}') from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError as e:  # its message is the repr of our BytesIO
+        raise ImageLoadError('not a readable image (unknown or corrupt format)') from e
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f'not a readable image: {e}') from e
     if img.width * img.height > max_pixels:
         raise ImageLoadError(f'image too large: {img.width}x{img.height} pixels is over the '

@@ -50,7 +50,8 @@ def rank_parents(chunk_matches: Sequence[Match], aggregation: str = 'max', top_k
         score = aggregate(np.asarray([m.score for m in matches], dtype=np.float64), top_k)
         ranked.append((score, parent_id, matches[0]))
     ranked.sort(key=lambda r: r[0], reverse=True)
-    # Results only for the parents returned: a query's chunk hits span many more.
-    return [Match(parent_id=parent_id, score=score, scores={SCORE_CHUNK: score},
+    # Results only for the parents returned: a query's chunk hits span many more. A result's
+    # id is its image's id, over every protocol.
+    return [Match(id=parent_id, parent_id=parent_id, score=score, scores={SCORE_CHUNK: score},
                   highlight_box=best.highlight_box, highlight_source=SOURCE_CHUNK,
                   chunk_kind=best.chunk_kind) for score, parent_id, best in ranked[:limit]]

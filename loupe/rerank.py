@@ -81,6 +81,18 @@ def check_weight(weight) -> float:
     return value
 
 
+# Below this detection score (OWL's sigmoid class probability; 0.1 is the threshold of OWL-ViT's
+# own zero-shot detection examples) the detected box is not evidence of the query: the result
+# keeps the box of its best chunk and only its score changes.
+MIN_DETECTION_SCORE = 0.1
+
+
+def box_is_evidence(detection: 'Detection', threshold: float = MIN_DETECTION_SCORE) -> bool:
+    """Whether a detection's box should replace the first stage's highlight."""
+    x1, y1, x2, y2 = detection.box
+    return detection.score >= threshold and x2 > x1 and y2 > y1
+
+
 def combine_scores(first_stage: float, detection: float, weight: float) -> float:
     """The score a reranked result is ranked by (see the module docstring)."""
     return (1.0 - weight) * first_stage + weight * detection

@@ -27,6 +27,7 @@ class Match(FastProtobuf, BaseDoc):
 
     parent_id: str = ''
     uri: Optional[str] = None
+    uris: List[str] = Field(default_factory=list)  # every path or URL it was indexed under
     tags: Dict = Field(default_factory=dict)
     width: Optional[int] = None
     height: Optional[int] = None
@@ -38,8 +39,17 @@ class Match(FastProtobuf, BaseDoc):
     preview: Optional[bytes] = None  # JPEG of the image, only when a search asks `with_preview`
 
 
+class Term(FastProtobuf, BaseDoc):
+    """One weighted term of a composite query (loupe.query): a text, or an image as blob/uri."""
+
+    text: Optional[str] = None
+    blob: Optional[bytes] = None
+    uri: Optional[str] = None
+    weight: float = 1.0
+
+
 class ImageDoc(FastProtobuf, BaseDoc):
-    """An image to index, or a query (``text``, or an image as ``blob``/``uri``)."""
+    """An image to index, or a query (``text``, an image as ``blob``/``uri``, or ``terms``)."""
 
     uri: Optional[str] = None
     blob: Optional[bytes] = None
@@ -51,10 +61,11 @@ class ImageDoc(FastProtobuf, BaseDoc):
     embedding: Optional[NdArray] = None
     chunks: DocList[Chunk] = Field(default_factory=lambda: DocList[Chunk]())
     matches: DocList[Match] = Field(default_factory=lambda: DocList[Match]())
+    terms: DocList[Term] = Field(default_factory=lambda: DocList[Term]())  # a composite query
     status: Optional[str] = None  # loupe.constants.STATUS_* after /index
     error: Optional[str] = None  # why this item failed; the rest of the request goes on
 
-    @validator('tags', 'chunks', 'matches', pre=True, always=True)
+    @validator('tags', 'chunks', 'matches', 'terms', pre=True, always=True)
     def _empty_when_null(cls, value, field):
         # Jina's HTTP gateway sends omitted fields as null; they mean "empty", not an error.
         return field.default_factory() if value is None else value

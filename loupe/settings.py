@@ -1,16 +1,27 @@
-"""Where loupe keeps its data: ``$LOUPE_WORKSPACE`` (default ``./workspace``)."""
+"""Where loupe keeps its data: ``$LOUPE_WORKSPACE``, else one per-user data folder.
+
+The default does not depend on the current folder (a relative ``./workspace`` gave an empty
+index from anywhere else): ``$XDG_DATA_HOME/loupe``, i.e. ``~/.local/share/loupe``.
+"""
 import os
 from pathlib import Path
 
 from loupe.constants import ENV_WORKSPACE
 
-DEFAULT_WORKSPACE = 'workspace'
+DEFAULT_WORKSPACE_HELP = '$XDG_DATA_HOME/loupe or ~/.local/share/loupe'
 STORAGE_NAME = 'RootStorage'  # the root storage executor's workspace folder
 STORE_DIR = 'images'
 
 
+def default_workspace() -> Path:
+    """The platform's per-user data folder (XDG base directories, as on Linux and most Unixes)."""
+    data_home = os.environ.get('XDG_DATA_HOME') or '~/.local/share'
+    return Path(data_home).expanduser() / 'loupe'
+
+
 def workspace_root() -> Path:
-    return Path(os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE).resolve()
+    configured = os.environ.get(ENV_WORKSPACE)
+    return (Path(configured).expanduser() if configured else default_workspace()).resolve()
 
 
 def executor_workspace(executor) -> Path:

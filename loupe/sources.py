@@ -54,7 +54,7 @@ def to_doc(source: Source, tags: Optional[dict] = None) -> ImageDoc:
         path = Path(source).resolve()
         data, uri = read_source(str(path)), str(path)
     if not data:
-        raise ImageLoadError(f'{uri or "bytes"}: empty file (0 bytes)')
+        raise ImageLoadError('empty file (0 bytes)')  # the report names the file
     digest = content_hash(data)
     return ImageDoc(id=digest[:ID_LENGTH], uri=uri, blob=data, content_hash=digest,
                     tags=dict(tags or {}))

@@ -7,7 +7,7 @@ LMDB serves readers in other processes (the reranker) while this one writes.
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from PIL import Image
 
@@ -25,13 +25,22 @@ class StoredImage:
     height: int
     content_hash: str
     preview: bytes = b''
-    uri: Optional[str] = None
+    uri: Optional[str] = None  # the latest path or URL it was indexed under
     tags: Dict = field(default_factory=dict)
+    uris: List[str] = field(default_factory=list)  # every path or URL it was indexed under
+
+    def __post_init__(self):
+        if self.uri and self.uri not in self.uris:
+            self.uris = [*self.uris, self.uri]
 
     def metadata(self) -> dict:
         meta = asdict(self)
         del meta['preview']
         return meta
+
+    @classmethod
+    def from_metadata(cls, meta: bytes, preview: bytes = b'') -> 'StoredImage':
+        return cls(preview=preview, **json.loads(meta))
 
 
 class RootStore:
@@ -41,7 +50,8 @@ class RootStore:
         self.path = self._env.path
 
     def put(self, records: Iterable[StoredImage]) -> None:
-        """Store records in one write transaction; a record with an existing id replaces it."""
+        """Store records in one write transaction. A record with an existing id replaces its
+        preview and size, and is merged into its paths (``uris``) and tags (new values win)."""
         records = list(records)
         if not records:
             return
@@ -51,9 +61,14 @@ class RootStore:
             for rec in records:
                 key = rec.id.encode()
                 old = txn.get(key, db=dbs[_META])
+                meta = rec.metadata()
                 if old is not None:
-                    txn.delete(json.loads(old)['content_hash'].encode(), db=dbs[_HASH])
-                txn.put(key, json.dumps(rec.metadata()).encode(), db=dbs[_META])
+                    old = json.loads(old)
+                    txn.delete(old['content_hash'].encode(), db=dbs[_HASH])
+                    meta['tags'] = {**old.get('tags', {}), **meta['tags']}
+                    known = old.get('uris') or ([old['uri']] if old.get('uri') else [])
+                    meta['uris'] = list(dict.fromkeys([*known, *meta['uris']]))
+                txn.put(key, json.dumps(meta).encode(), db=dbs[_META])
                 txn.put(key, rec.preview, db=dbs[_PREVIEW])
                 txn.put(rec.content_hash.encode(), key, db=dbs[_HASH])
 
@@ -69,7 +84,7 @@ class RootStore:
                 if meta is None:
                     continue
                 data = bytes(txn.get(id_.encode(), db=dbs[_PREVIEW]) or b'') if preview else b''
-                found[id_] = StoredImage(preview=data, **json.loads(meta))
+                found[id_] = StoredImage.from_metadata(meta, data)
             return found
 
         return self._env.read(read)
@@ -99,6 +114,63 @@ class RootStore:
             return removed
 
         return self._env.write(write)
+
+    def update(self, changes: Dict[str, dict]) -> List[str]:
+        """Change stored records without re-encoding anything; returns the ids found.
+
+        Each change may hold ``tags`` (merged), ``untag`` (keys removed), ``add_uris`` and
+        ``remove_uris`` (paths). A record left without any path keeps its last one: deleting
+        an image is ``delete``'s job, decided by the caller.
+        """
+        dbs = self._env.dbs
+
+        def write(txn):
+            found = []
+            for id_, change in changes.items():
+                meta = txn.get(id_.encode(), db=dbs[_META])
+                if meta is None:
+                    continue
+                meta = json.loads(meta)
+                tags = {**meta.get('tags', {}), **change.get('tags', {})}
+                meta['tags'] = {k: v for k, v in tags.items() if k not in change.get('untag', ())}
+                uris = meta.get('uris') or ([meta['uri']] if meta.get('uri') else [])
+                uris = [u for u in uris if u not in change.get('remove_uris', ())]
+                uris = list(dict.fromkeys([*uris, *change.get('add_uris', ())]))
+                if uris:
+                    meta['uris'] = uris
+                    if meta.get('uri') not in uris:
+                        meta['uri'] = uris[-1]
+                txn.put(id_.encode(), json.dumps(meta).encode(), db=dbs[_META])
+                found.append(id_)
+            return found
+
+        return self._env.write(write)
+
+    def records(self) -> Iterator[StoredImage]:
+        """Every record (without previews), read in one transaction."""
+        def read(txn):
+            return [StoredImage.from_metadata(bytes(meta))
+                    for _, meta in txn.cursor(db=self._env.dbs[_META])]
+
+        return iter(self._env.read(read))
+
+    def find_uris(self, uris: Iterable[str]) -> Dict[str, str]:
+        """The id indexed under each of ``uris`` (any of its paths), where there is one.
+
+        A scan: finding a path is a rare, interactive operation (delete or tag by a path that
+        no longer exists), not worth an index kept on every write.
+        """
+        wanted, found = set(uris), {}
+        for record in self.records():
+            for uri in record.uris:
+                if uri in wanted:
+                    found[uri] = record.id
+        return found
+
+    def find_under(self, folders: Iterable[str]) -> List[StoredImage]:
+        """Records with a path inside any of ``folders`` (a scan, as ``find_uris``)."""
+        prefixes = tuple(f.rstrip('/') + '/' for f in folders)
+        return [r for r in self.records() if any(u.startswith(prefixes) for u in r.uris)]
 
     def __contains__(self, id_: str) -> bool:
         return self._env.read(lambda txn: txn.get(id_.encode(), db=self._env.dbs[_META])) is not None

@@ -7,6 +7,10 @@ os.environ.setdefault('JINA_HIDE_SURVEY', '1')
 os.environ.setdefault('JINA_OPTOUT_TELEMETRY', '1')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+# Tests choose their own models, workspaces and services: settings exported in the shell (the
+# README's offline path exports LOUPE_CLIP_MODEL=..., say) must not leak into them.
+for _name in [n for n in os.environ if n.startswith('LOUPE_')]:
+    del os.environ[_name]
 
 import io  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -88,6 +88,16 @@ class ChunkIndexer(Executor):
         self.logger.info(f'removed {removed} chunks')
         return docs
 
+    @requests(on='/update')
+    def update(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+               **kwargs) -> DocList[ImageDoc]:
+        """Tags merged (and ``untag`` keys dropped) where filters read them; vectors stay."""
+        untag = (parameters or {}).get('untag') or []
+        if not isinstance(untag, (list, tuple)) or not all(isinstance(k, str) for k in untag):
+            raise InvalidRequestError(f'untag must be a list of tag names, got {untag!r}')
+        self.chunk_index.merge_tags({doc.id: dict(doc.tags) for doc in docs or ()}, untag)
+        return docs
+
     @requests(on='/exists')
     def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         # An image whose chunks are not here (its encoding failed after storage kept it) must

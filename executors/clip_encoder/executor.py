@@ -9,8 +9,9 @@ from loupe import model_thread
 from loupe.boxes import as_boxes
 from loupe.clip import ClipEmbedder
 from loupe.docs import mark_error
-from loupe.errors import ImageLoadError
+from loupe.errors import ImageLoadError, InvalidRequestError
 from loupe.images import source_bytes
+from loupe.query import combine
 from loupe.schema import Chunk, ImageDoc
 
 
@@ -64,7 +65,9 @@ class ClipEncoder(Executor):
         for doc in docs:
             if doc.error:
                 continue
-            if doc.text and doc.text.strip():
+            if doc.terms:
+                self._embed_terms(doc, batch_size)
+            elif doc.text and doc.text.strip():
                 text_docs.append(doc)
             elif doc.blob or doc.uri:
                 image_docs.append(doc)
@@ -81,6 +84,27 @@ class ClipEncoder(Executor):
         for doc, embedding in zip(embedded, embeddings):
             doc.embedding = embedding
         return docs
+
+    def _embed_terms(self, doc: ImageDoc, batch_size: int) -> None:
+        """A composite query: the normalised weighted sum of its terms' embeddings."""
+        texts = [t for t in doc.terms if t.text and t.text.strip()]
+        images = [t for t in doc.terms if not (t.text and t.text.strip())]
+        vectors = list(model_thread.run(self.embedder.embed_texts,
+                                        [t.text.strip() for t in texts], batch_size)) if texts else []
+        for term in images:
+            if not (term.blob or term.uri):
+                doc.error = 'empty query: a term has neither text nor image'
+                return
+            try:
+                decoded = self.embedder.decode(source_bytes(term.blob, term.uri))
+            except ImageLoadError as e:
+                doc.error = f'cannot read a query image: {e}'
+                return
+            vectors.extend(model_thread.run(self.embedder.embed_images, [decoded.image], 1))
+        try:
+            doc.embedding = combine(vectors, [t.weight for t in texts + images])
+        except InvalidRequestError as e:
+            doc.error = str(e)
 
     def _query_images(self, docs: List[ImageDoc], embedded: List[ImageDoc]) -> Iterator[Image.Image]:
         for doc in docs:

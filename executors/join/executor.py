@@ -29,6 +29,8 @@ def merge_branches(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
                 continue
             if len(doc.chunks) > len(base.chunks):
                 base.chunks = doc.chunks
+            if len(doc.matches) > len(base.matches):  # /find: root storage's answer
+                base.matches = doc.matches
             for name in ('uri', 'width', 'height', 'content_hash'):
                 if getattr(base, name) is None:
                     setattr(base, name, getattr(doc, name))

@@ -18,7 +18,8 @@ from loupe.constants import SCORE_CHUNK, SCORE_FINAL, SCORE_RERANK, SOURCE_RERAN
 from loupe.errors import ImageLoadError, InvalidRequestError
 from loupe.images import DecodedImage, decode, load
 from loupe.params import positive_int
-from loupe.rerank import DEFAULT_RERANK_WEIGHT, Reranker, check_weight, combine_scores
+from loupe.rerank import (DEFAULT_RERANK_WEIGHT, MIN_DETECTION_SCORE, Reranker, box_is_evidence,
+                          check_weight, combine_scores)
 from loupe.schema import ImageDoc, Match
 from loupe.settings import default_store_path
 from loupe.store import RootStore, StoredImage
@@ -40,8 +41,9 @@ class OwlReranker(Executor):
     def __init__(self, model: Optional[str] = None, rerank: bool = False, rerank_top_k: int = 10,
                  rerank_weight: float = DEFAULT_RERANK_WEIGHT, batch_size: int = 8,
                  device: str = 'auto', half: bool = False, image_store: Optional[str] = None,
-                 **kwargs):
+                 min_detection_score: float = MIN_DETECTION_SCORE, **kwargs):
         super().__init__(**kwargs)
+        self.min_detection_score = float(min_detection_score)
         # Validate the defaults now: fail at start-up, not at the first query that reranks.
         self.rerank = _flag('rerank', rerank)
         self.rerank_top_k = positive_int(None, 'rerank_top_k', rerank_top_k)
@@ -92,8 +94,9 @@ class OwlReranker(Executor):
             match.score = combine_scores(first_stage, detection.score, weight)
             match.scores[SCORE_RERANK] = detection.score
             match.scores[SCORE_FINAL] = match.score
-            match.highlight_box = to_list(detection.box)
-            match.highlight_source = SOURCE_RERANKER
+            if box_is_evidence(detection, self.min_detection_score):
+                match.highlight_box = to_list(detection.box)
+                match.highlight_source = SOURCE_RERANKER
         head.sort(key=lambda m: m.score, reverse=True)
         doc.matches = DocList[Match](head + tail)
 

@@ -6,11 +6,18 @@ from jina import Executor, requests
 
 from loupe.constants import STATUS_DELETED, STATUS_INDEXED, STATUS_MISSING
 from loupe.docs import mark_error, slim
-from loupe.errors import ImageLoadError
+from loupe.errors import ImageLoadError, InvalidRequestError
 from loupe.images import source_bytes
 from loupe.schema import ImageDoc, Match
 from loupe.settings import STORE_DIR, executor_workspace
 from loupe.store import RootStore, build_record
+
+def _strings(parameters: dict, name: str) -> list:
+    value = parameters.get(name) or []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequestError(f'{name} must be a list of strings, got {value!r}')
+    return list(value)
+
 
 class RootStorage(Executor):
     def __init__(self, preview_size: int = 1024, path: Optional[str] = None, **kwargs):
@@ -51,7 +58,7 @@ class RootStorage(Executor):
             kept = [m for m in doc.matches if m.parent_id in records]
             for match in kept:
                 rec = records[match.parent_id]
-                match.uri, match.tags = rec.uri, rec.tags
+                match.uri, match.uris, match.tags = rec.uri, rec.uris, rec.tags
                 match.width, match.height = rec.width, rec.height
                 match.preview = rec.preview or None
             doc.matches = DocList[Match](kept)
@@ -63,6 +70,40 @@ class RootStorage(Executor):
         for doc in docs or ():
             doc.status = STATUS_DELETED if doc.id in removed else None
         return docs
+
+    @requests(on='/find')
+    def find(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+             **kwargs) -> DocList[ImageDoc]:
+        """Which image each doc's ``uri`` (path or URL) was indexed under: one match, or none.
+
+        With ``under: true`` each uri is a folder, and the matches are every image with a path
+        inside it (``loupe sync``).
+        """
+        if (parameters or {}).get('under'):
+            for doc in docs or ():
+                doc.matches = DocList[Match](
+                    Match(id=r.id, parent_id=r.id, uri=r.uri, uris=r.uris, tags=r.tags)
+                    for r in self.store.find_under([doc.uri]) if doc.uri)
+            return docs
+        found = self.store.find_uris(doc.uri for doc in docs or () if doc.uri)
+        for doc in docs or ():
+            image_id = found.get(doc.uri)
+            doc.matches = DocList[Match]([Match(id=image_id, parent_id=image_id, uri=doc.uri)]
+                                         if image_id else [])
+        return docs
+
+    @requests(on='/update')
+    def update(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+               **kwargs) -> DocList[ImageDoc]:
+        """Tags merged, paths added or removed, nothing re-encoded (``loupe tag``, sync)."""
+        parameters = parameters or {}
+        untag, remove = _strings(parameters, 'untag'), _strings(parameters, 'remove_uris')
+        found = set(self.store.update({
+            doc.id: {'tags': dict(doc.tags), 'untag': untag, 'remove_uris': remove,
+                     'add_uris': [doc.uri] if doc.uri else []} for doc in docs or ()}))
+        for doc in docs or ():
+            doc.status = STATUS_INDEXED if doc.id in found else STATUS_MISSING
+        return slim(docs)
 
     @requests(on='/exists')
     def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
