@@ -16,8 +16,9 @@ from loupe.boxes import as_boxes
 from loupe import tiny_models
 from loupe.client import Loupe
 from loupe.constants import (ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL,
-                             ENV_WORKSPACE, SOURCE_RERANKER)
+                             ENV_WORKSPACE, SOURCE_CHUNK, SOURCE_RERANKER)
 from loupe.errors import LoupeError
+from loupe.rerank import MIN_DETECTION_SCORE
 
 N_PHOTOS = 12
 
@@ -119,8 +120,13 @@ def test_rerank_replaces_highlight_with_detected_box(query_client):
     plain = query_client.search('a dog', limit=4)
     reranked = query_client.search('a dog', limit=4, rerank=True)
     assert {r.id for r in reranked} == {r.id for r in plain}
-    assert all(r.highlight_source == SOURCE_RERANKER for r in reranked)
     assert all('rerank' in r.scores for r in reranked)
+    first_stage = {r.id: r.highlight for r in plain}
+    for r in reranked:  # a detection too weak (or a zero-area box) keeps the chunk's box
+        if r.highlight_source == SOURCE_RERANKER:
+            assert r.scores['rerank'] >= MIN_DETECTION_SCORE
+        else:
+            assert (r.highlight_source, r.highlight) == (SOURCE_CHUNK, first_stage[r.id])
 
 
 def test_an_encoder_of_another_dimension_is_refused_and_the_index_survives(

@@ -445,3 +445,15 @@ def test_flow_reranks_search_results(owlvit_path, image_store, tmp_path):
         assert_reranked(match, 0.5, STORED[match.parent_id])
     scores = [m.score for m in on[0].matches]
     assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize('score, box, evidence', [
+    (0.5, [10, 10, 50, 40], True),
+    (0.1, [10, 10, 50, 40], True),
+    (0.09, [10, 10, 50, 40], False),  # too weak: the chunk's box stays
+    (0.9, [10, 10, 10, 40], False),  # zero area
+])
+def test_only_a_detection_that_is_evidence_replaces_the_box(score, box, evidence):
+    from loupe.rerank import Detection, box_is_evidence
+
+    assert box_is_evidence(Detection(score=score, box=box)) is evidence
