@@ -11,15 +11,23 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
+from loupe import lifeline
 from loupe.constants import ENV_SERVER, ENV_WORKSPACE
 from loupe.errors import InvalidRequestError, LoupeError
+from loupe.fetch import ENV_ALLOW_FOLDERS, ENV_ALLOW_URLS
+from loupe.guard import ENV_API_KEY
 
-_SERVE_CHILD = '_LOUPE_SERVE_CHILD'
+_SERVE_CHILD = '_LOUPE_SERVE_CHILD'  # set in the service's process: the parent's pid
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_CLOSE_SECONDS = 30  # for the flow to close in order once told to stop
 METHODS = ('none', 'grid', 'detector', 'dino')
 
 
@@ -66,7 +74,8 @@ def _loupe(args, flow: str, method: Optional[str] = None):
     server = _server(args)
     if server:
         host, _, port = server.rpartition(':')
-        client = Loupe.connect(host or '127.0.0.1', int(port or DEFAULT_PORT), args.protocol)
+        client = Loupe.connect(host or '127.0.0.1', int(port or DEFAULT_PORT), args.protocol,
+                               api_key=getattr(args, 'api_key', None))
         client.routed = server
         yield client
         return
@@ -288,33 +297,54 @@ def cmd_serve(args) -> int:
 
     Jina hangs for ever when an executor fails to start under two protocols; with
     JINA_EARLY_STOP it exits at once instead, but without ending its gateway and executor
-    processes. The child runs in a session of its own; when it ends, this process ends the
-    whole group.
+    processes. The child runs in a session of its own with every process Jina starts; when it
+    ends, this process ends the whole group. If this process ends first, whatever ended it, the
+    child hears of it (loupe.lifeline) and takes the group down.
     """
     if os.environ.get(_SERVE_CHILD):
         return _serve(args)
     from loupe.preflight import check_flow
 
     check_flow(args.flow)
+    busy = _busy_ports(args.host, [args.port] if args.no_http else [args.port, args.http_port])
+    if busy:
+        print(f'loupe: {args.host}:{busy} is already in use (is another loupe serve running?); '
+              'choose other ports with --port / --http-port', file=sys.stderr)
+        return 2
     if args.background:
         return _serve_background(args)
     argv = [*args.argv]
-    env = dict(os.environ, **{_SERVE_CHILD: '1', 'JINA_EARLY_STOP': '1'})
+    env = dict(os.environ, **{_SERVE_CHILD: str(os.getpid()), 'JINA_EARLY_STOP': '1'})
     child = subprocess.Popen([sys.executable, '-m', 'loupe.cli', *argv], env=env,
                              start_new_session=True)
+    stopping = threading.Event()
 
     def forward(signum, frame):
-        child.send_signal(signal.SIGINT)  # the flow closes its executors on SIGINT
+        child.send_signal(signal.SIGINT)  # the child closes the flow in order
+        stopping.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _STOP_SIGNALS:
         signal.signal(signum, forward)
+    lifeline.kill_group_after(stopping, _CLOSE_SECONDS, group=child.pid)
     code = child.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)  # anything the child left running
-    if code:
+    if code and not stopping.is_set():
         print('loupe: the service could not start or stopped with an error (see above)',
               file=sys.stderr)
-    return code
+    return 0 if stopping.is_set() else code
+
+
+def _busy_ports(host: str, ports: List[int]) -> Optional[int]:
+    """The first of ``ports`` that a server already listens on at ``host``."""
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return port
+    return None
 
 
 def _serve_background(args) -> int:
@@ -340,6 +370,10 @@ def _serve(args) -> int:
     from loupe.service import watch_idle
     from loupe.workspace import held
 
+    stop = threading.Event()
+    lifeline.on_signals(_STOP_SIGNALS, stop)
+    lifeline.die_with_parent(int(os.environ[_SERVE_CHILD]))  # SIGTERM: stop, as above
+    lifeline.kill_group_after(stop, _CLOSE_SECONDS)  # a close that hangs ends the group
     ports = [args.port] if args.no_http else [args.port, args.http_port]
     protocols = ['grpc'] if args.no_http else ['grpc', 'http']
     workspace = _workspace()
@@ -347,13 +381,13 @@ def _serve(args) -> int:
         flow = load_flow(args.flow, host=args.host, port=ports if len(ports) > 1 else ports[0],
                          protocol=protocols if len(protocols) > 1 else protocols[0])
         with flow:
+            lifeline.on_signals(_STOP_SIGNALS, stop)  # again: starting the flow may set its own
             lock.serving(args.host, args.port, None if args.no_http else args.http_port)
             print(f'loupe serving {workspace}: gRPC on {args.host}:{args.port}'
                   + ('' if args.no_http else f', HTTP on {args.host}:{args.http_port}'),
                   file=sys.stderr, flush=True)
             watch_idle(workspace, args.idle_timeout)
-            with contextlib.suppress(KeyboardInterrupt):
-                flow.block()
+            stop.wait()
     return 0
 
 
@@ -427,6 +461,9 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
                         help='how to talk to --server (default: grpc)')
     parser.add_argument('-v', '--verbose', action='store_true', default=default(False),
                         help='show the logs of Jina and the models, and skipped files')
+    parser.add_argument('--api-key', default=default(None), metavar='KEY',
+                        help=f'the service\'s API key (default: ${ENV_API_KEY}): serve requires '
+                             'it of every caller, the other commands send it')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -501,6 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--port', type=_port, default=DEFAULT_PORT, help='gRPC port')
     p.add_argument('--http-port', type=_port, default=DEFAULT_PORT + 1, help='HTTP port')
     p.add_argument('--no-http', action='store_true', help='gRPC only')
+    p.add_argument('--allow-folder', action='append', metavar='DIR',
+                   help=f'let clients name files in DIR by uri (default: ${ENV_ALLOW_FOLDERS}, '
+                        'else none: clients send bytes)')
+    p.add_argument('--allow-url', action='append', metavar='PATTERN',
+                   help='let clients name URLs matching http(s)://HOST by uri (HOST may be '
+                        f'*.domain, or * for public hosts) (default: ${ENV_ALLOW_URLS}, else none)')
     p.add_argument('--background', action='store_true',
                    help='start it detached (log in <workspace>/serve.log) and return')
     p.add_argument('--idle-timeout', type=float, metavar='MINUTES', default=None,
@@ -524,7 +567,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
-    for name, value in (('server', None), ('protocol', 'grpc'), ('verbose', False)):
+    for name, value in (('server', None), ('protocol', 'grpc'), ('verbose', False),
+                        ('api_key', None)):
         if not hasattr(args, name):  # eval's parser has no global options of its own
             setattr(args, name, value)
     if getattr(args, 'idle_timeout', 0) is None:
@@ -533,11 +577,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.idle_timeout = DEFAULT_IDLE_MINUTES if args.background else 0
     if getattr(args, 'workspace', None):
         os.environ[ENV_WORKSPACE] = str(Path(args.workspace).expanduser().resolve())
+    if args.api_key:
+        os.environ[ENV_API_KEY] = args.api_key  # the gateway (serve) reads it there
+    for name, variable, sep in (('allow_folder', ENV_ALLOW_FOLDERS, os.pathsep),
+                                ('allow_url', ENV_ALLOW_URLS, ',')):
+        if getattr(args, name, None):
+            os.environ[variable] = sep.join(getattr(args, name))
     from loupe import quiet
     from loupe.flows import jina_defaults
 
     quiet.configure(args.verbose or args.command == 'serve' and args.verbose)
     jina_defaults()
+    # Jina's hub client imports pkg_resources, whose deprecation warning is noise to a user.
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     try:
         return args.func(args)
     except LoupeError as e:

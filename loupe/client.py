@@ -1,8 +1,8 @@
 """The Python client: index paths, URLs or bytes; search by text or image.
 
 ``Loupe`` wraps anything with Jina's ``post``: over gRPC, one persistent channel to the gateway
-(loupe.transport) of a running service or of an in-process ``Flow``; over HTTP a ``jina.Client``
-or the ``Flow`` itself. The same calls work against all of them.
+(loupe.transport) of a running service or of an in-process ``Flow``; over HTTP loupe's JSON
+(loupe.transport), or the ``Flow`` itself. The same calls work against all of them.
 """
 import contextlib
 from collections import deque
@@ -16,12 +16,13 @@ from docarray import DocList
 from loupe.constants import DEFAULT_PORT, STATUS_ERROR, STATUS_INDEXED
 from loupe.errors import ImageLoadError, InvalidRequestError, LoupeError
 from loupe.flows import jina_defaults, load_flow
+from loupe.guard import api_key as configured_key
 from loupe.results import Result, page, result_from_match  # noqa: F401 (Result: API)
 from loupe.query import IMAGE, TEXT, Term as QueryTerm, check_terms
 from loupe.schema import ImageDoc, Match, Term
 from loupe.sources import ID_LENGTH, Problem, Source, describe, expand, is_url, to_doc
 from loupe.settings import workspace_root
-from loupe.transport import GrpcGateway
+from loupe.transport import GrpcGateway, HttpGateway
 from loupe.workspace import held
 
 _IN_FLIGHT = 2  # index requests sent before the first answer is awaited
@@ -50,13 +51,15 @@ class Loupe:
 
     @classmethod
     def connect(cls, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
-                protocol: str = 'grpc') -> 'Loupe':
+                protocol: str = 'grpc', api_key: Optional[str] = None) -> 'Loupe':
+        """A running service; ``api_key`` defaults to ``$LOUPE_API_KEY``."""
         jina_defaults()
+        key = api_key or configured_key()
         if protocol == 'grpc':
-            return cls(GrpcGateway(host, port))
-        from jina import Client
-
-        return cls(Client(host=host, port=port, protocol=protocol))
+            return cls(GrpcGateway(host, port, api_key=key))
+        if protocol == 'http':
+            return cls(HttpGateway(host, port, api_key=key))
+        raise InvalidRequestError(f'protocol must be grpc or http, got {protocol!r}')
 
     @classmethod
     @contextlib.contextmanager
@@ -70,7 +73,7 @@ class Loupe:
             kwargs.setdefault('protocol', 'grpc')
         with held(workspace_root()), load_flow(flow, **kwargs) as running:
             if str(running.protocol).lower().endswith('grpc'):  # gRPC alone: one open channel
-                gateway = GrpcGateway('127.0.0.1', running.port)
+                gateway = GrpcGateway('127.0.0.1', running.port, api_key=configured_key())
                 try:
                     yield cls(gateway)
                 finally:

@@ -30,14 +30,16 @@ def flow_path(name_or_path: str) -> Path:
 
 
 def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
-                protocol=None, executors: Optional[dict] = None) -> dict:
+                protocol=None, executors: Optional[dict] = None,
+                gateway: Optional[dict] = None) -> dict:
     """The flow's YAML as a dict, executor ``uses`` made absolute so any working directory works.
 
-    ``executors`` maps an executor name to ``uses_with`` values that override the YAML's.
+    ``executors`` maps an executor name to ``uses_with`` values that override the YAML's;
+    ``gateway`` holds such values for the gateway (executors/gateway/config.yml).
     """
     path = flow_path(name_or_path)
     config = yaml.safe_load(path.read_text())
-    for executor in config.get('executors', []):
+    for executor in [*config.get('executors', []), config.get('gateway') or {}]:
         uses = executor.get('uses', '')
         if isinstance(uses, str) and uses.endswith(('.yml', '.yaml')) and not Path(uses).is_absolute():
             candidates = [path.parent / uses, path.parent.parent / uses, PROJECT_ROOT / uses]
@@ -45,6 +47,9 @@ def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
         overrides = (executors or {}).get(executor.get('name'))
         if overrides:
             executor['uses_with'] = {**executor.get('uses_with', {}), **overrides}
+    if gateway:
+        section = config.setdefault('gateway', {})
+        section['uses_with'] = {**section.get('uses_with', {}), **gateway}
     settings = config.setdefault('with', {})
     for key, value in (('host', host), ('port', port), ('protocol', protocol)):
         if value is not None:

@@ -11,6 +11,7 @@ import urllib.request
 from typing import List, Sequence
 
 from loupe.errors import InvalidRequestError, LoupeError
+from loupe.guard import API_KEY_HEADER, api_key
 from loupe.query import TEXT, Term
 from loupe.results import Result, result_from_json
 
@@ -34,8 +35,10 @@ def query_json(terms: Sequence[Term]) -> dict:
 def search(host: str, port: int, terms: Sequence[Term], parameters: dict,
            timeout: float = 120) -> List[Result]:
     body = json.dumps({'data': [query_json(terms)], 'parameters': parameters}).encode()
-    request = urllib.request.Request(f'http://{host}:{port}/search', data=body,
-                                     headers={'Content-Type': 'application/json'})
+    headers = {'Content-Type': 'application/json'}
+    if api_key():
+        headers[API_KEY_HEADER] = api_key()
+    request = urllib.request.Request(f'http://{host}:{port}/search', data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.load(response)
@@ -43,7 +46,8 @@ def search(host: str, port: int, terms: Sequence[Term], parameters: dict,
         if 400 <= e.code < 500:
             detail = e.read().decode(errors='replace')
             try:
-                detail = json.loads(detail).get('detail') or detail
+                answer = json.loads(detail)
+                detail = answer.get('error') or answer.get('detail') or detail
             except (ValueError, AttributeError):
                 pass
             raise InvalidRequestError(str(detail)) from None

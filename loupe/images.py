@@ -90,11 +90,13 @@ def read_source(uri: str, timeout: float = 15.0) -> bytes:
 
 
 def source_bytes(blob: Optional[bytes], uri: Optional[str]) -> bytes:
-    """The image bytes of a document: its ``blob``, else what its ``uri`` points to."""
-    if blob is not None and (blob or not uri):
+    """The image bytes a document carries: its ``blob``. Executors never read ``uri``, a label:
+    the gateway (loupe.intake) has put into ``blob`` the bytes of any source it may read."""
+    if blob is not None:
         return blob  # a zero-byte blob is reported as an empty file by decode
     if uri:
-        return read_source(uri)
+        raise ImageLoadError(f'{uri}: no image bytes (the service does not read this uri; '
+                             'send the bytes as blob)')
     raise ImageLoadError('no image: the document has neither blob nor uri')
 
 
@@ -171,7 +173,8 @@ def decode(data: bytes, min_side: Optional[int] = None,
 
 def load(blob: Optional[bytes] = None, uri: Optional[str] = None,
          min_side: Optional[int] = None) -> DecodedImage:
-    return decode(source_bytes(blob, uri), min_side=min_side)
+    """Decode ``blob``, else read ``uri`` here (for the client side, never the service)."""
+    return decode(blob if blob is not None else read_source(uri), min_side=min_side)
 
 
 def preview_jpeg(decoded: DecodedImage, max_side: int, quality: int = 90) -> bytes:

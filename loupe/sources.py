@@ -24,6 +24,11 @@ class Problem:
     reason: str
 
 
+def content_id(data: bytes) -> str:
+    """The id of an image: its content's hash, so the same picture is indexed once."""
+    return content_hash(data)[:ID_LENGTH]
+
+
 def is_url(source) -> bool:
     return isinstance(source, str) and source.startswith(('http://', 'https://'))
 

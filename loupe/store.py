@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional
 
+import lmdb
 from PIL import Image
 
 from loupe.images import content_hash, decode, image_size, preview_jpeg
@@ -49,30 +50,40 @@ class RootStore:
                                readonly=readonly)
         self.path = self._env.path
 
-    def put(self, records: Iterable[StoredImage]) -> None:
-        """Store records in one write transaction. A record with an existing id replaces its
-        preview and size, and is merged into its paths (``uris``) and tags (new values win)."""
+    def put(self, records: Iterable[StoredImage]) -> Dict[str, str]:
+        """Store records: one write transaction when all can be written, else one per record.
+        A record with an existing id replaces its preview and size, and is merged into its
+        paths (``uris``) and tags (new values win). Returns why each record that could not be
+        written was not (a full disk, say); every other record is stored."""
         records = list(records)
         if not records:
-            return
-        dbs = self._env.dbs
+            return {}
+        try:
+            self._env.write(lambda txn: [self._put(txn, rec) for rec in records])
+            return {}
+        except lmdb.Error:
+            pass
+        failed = {}
+        for rec in records:
+            try:
+                self._env.write(lambda txn, rec=rec: self._put(txn, rec))
+            except lmdb.Error as e:
+                failed[rec.id] = f'not stored: {e}'
+        return failed
 
-        def write(txn):
-            for rec in records:
-                key = rec.id.encode()
-                old = txn.get(key, db=dbs[_META])
-                meta = rec.metadata()
-                if old is not None:
-                    old = json.loads(old)
-                    txn.delete(old['content_hash'].encode(), db=dbs[_HASH])
-                    meta['tags'] = {**old.get('tags', {}), **meta['tags']}
-                    known = old.get('uris') or ([old['uri']] if old.get('uri') else [])
-                    meta['uris'] = list(dict.fromkeys([*known, *meta['uris']]))
-                txn.put(key, json.dumps(meta).encode(), db=dbs[_META])
-                txn.put(key, rec.preview, db=dbs[_PREVIEW])
-                txn.put(rec.content_hash.encode(), key, db=dbs[_HASH])
-
-        self._env.write(write)
+    def _put(self, txn, rec: StoredImage) -> None:
+        dbs, key = self._env.dbs, rec.id.encode()
+        old = txn.get(key, db=dbs[_META])
+        meta = rec.metadata()
+        if old is not None:
+            old = json.loads(old)
+            txn.delete(old['content_hash'].encode(), db=dbs[_HASH])
+            meta['tags'] = {**old.get('tags', {}), **meta['tags']}
+            known = old.get('uris') or ([old['uri']] if old.get('uri') else [])
+            meta['uris'] = list(dict.fromkeys([*known, *meta['uris']]))
+        txn.put(key, json.dumps(meta).encode(), db=dbs[_META])
+        txn.put(key, rec.preview, db=dbs[_PREVIEW])
+        txn.put(rec.content_hash.encode(), key, db=dbs[_HASH])
 
     def get_many(self, ids: Iterable[str], preview: bool = True) -> Dict[str, StoredImage]:
         dbs = self._env.dbs

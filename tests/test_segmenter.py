@@ -399,22 +399,23 @@ def test_executor_reports_bad_items_and_indexes_the_rest(segmenter, tmp_path):
         ImageDoc(blob=jpeg_bytes(synthetic_image())),
         ImageDoc(blob=b'not an image at all'),
         ImageDoc(uri=str(tmp_path / 'missing.jpg')),
-        ImageDoc(uri=str(path)),
+        ImageDoc(uri=str(path), blob=path.read_bytes()),
         ImageDoc(blob=b''),  # zero bytes and nothing else
+        ImageDoc(uri=str(path)),  # a readable file, but the service does not read uris
         ImageDoc(blob=jpeg_bytes(synthetic_image())[:200]),  # truncated
     ])
     out = segmenter.index(docs, {'grid_rows': 2, 'grid_cols': 2, 'limit': 5})
-    good, bad = [out[0], out[3]], [out[1], out[2], out[4], out[5]]
+    good, bad = [out[0], out[3]], [out[1], out[2], out[4], out[5], out[6]]
     for doc in bad:
         assert doc.error and doc.status == STATUS_ERROR and len(doc.chunks) == 0
     assert 'missing.jpg' in out[2].error
+    assert 'does not read' in out[5].error
     for doc, size in zip(good, [(320, 240), (200, 100)]):
         assert doc.error is None
         assert (doc.width, doc.height) == size
         assert len(doc.chunks) == 5
         assert doc.chunks[0].kind == 'whole' and doc.chunks[0].box == [0, 0, *size]
         assert {c.parent_id for c in doc.chunks} == {doc.id}
-    assert out[3].blob == path.read_bytes()  # read once, passed downstream
 
 
 def test_executor_rejects_invalid_request_parameters(segmenter):
@@ -431,7 +432,8 @@ def test_flow_indexes_through_segmenter(tmp_path, tiny_detector):
     path = tmp_path / 'photo.jpg'
     path.write_bytes(jpeg_bytes(synthetic_image(200, 300)))
     docs = DocList[ImageDoc]([ImageDoc(blob=jpeg_bytes(synthetic_image())),
-                              ImageDoc(uri=str(path)), ImageDoc(blob=b'garbage')])
+                              ImageDoc(uri=str(path), blob=path.read_bytes()),
+                              ImageDoc(blob=b'garbage')])
     flow = Flow(protocol='grpc', host='127.0.0.1').add(
         uses=Segmenter, uses_with={'method': 'detector', 'detector_model': tiny_detector,
                                    'device': 'cpu'},

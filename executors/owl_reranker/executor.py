@@ -1,8 +1,8 @@
 """OWL-ViT reranker executor: re-scores a query's top results by detecting the query in them.
 
 Off unless the flow (``rerank: true``) or a request (``parameters={'rerank': True}``) turns it on.
-Images come from the root store's previews (LMDB at ``image_store``, opened read-only), else from
-the match's uri; a result whose image cannot be had keeps its first-stage score and box.
+Images come from the root store's previews (LMDB at ``image_store``, opened read-only); a result
+whose preview cannot be had keeps its first-stage score and box (a stored uri is never read).
 Scores combine as documented in ``loupe.rerank``.
 """
 import threading
@@ -16,7 +16,7 @@ from loupe import model_thread
 from loupe.boxes import to_list
 from loupe.constants import SCORE_CHUNK, SCORE_FINAL, SCORE_RERANK, SOURCE_RERANKER
 from loupe.errors import ImageLoadError, InvalidRequestError
-from loupe.images import DecodedImage, decode, load
+from loupe.images import DecodedImage, decode, source_bytes
 from loupe.params import positive_int
 from loupe.rerank import (DEFAULT_RERANK_WEIGHT, MIN_DETECTION_SCORE, Reranker, box_is_evidence,
                           check_weight, combine_scores)
@@ -87,7 +87,7 @@ class OwlReranker(Executor):
             query = self.reranker.text_query(doc.text)
         else:
             query = self.reranker.image_query(
-                load(doc.blob, doc.uri, min_side=self.reranker.input_size))
+                decode(source_bytes(doc.blob, doc.uri), min_side=self.reranker.input_size))
         detections = self.reranker.detect([im for _, im in found], query)
         for (match, _), detection in zip(found, detections):
             first_stage = match.scores.get(SCORE_CHUNK, match.score)
@@ -113,13 +113,7 @@ class OwlReranker(Executor):
                 return DecodedImage(image=preview.image, width=record.width, height=record.height)
             except ImageLoadError as e:
                 self.logger.warning(f'{match.parent_id}: bad preview in the store: {e}')
-        uri = match.uri or (record.uri if record is not None else None)
-        if uri:
-            try:
-                return load(uri=uri, min_side=self.reranker.input_size)
-            except ImageLoadError as e:
-                self.logger.warning(f'{match.parent_id}: {e}')
-        return None
+        return None  # a stored uri is a label: the service does not read it
 
     def _open_store(self) -> Optional[RootStore]:
         """The root store, opened on first use; retried per request until it exists."""

@@ -43,8 +43,11 @@ class RootStorage(Executor):
             doc.content_hash = record.content_hash
             doc.status = STATUS_INDEXED
             records.append(record)
-        self.store.put(records)
-        self.logger.info(f'stored {len(records)} of {len(docs or ())} images')
+        failed = self.store.put(records)  # a full disk, say: reported per item
+        for doc in docs or ():
+            if doc.id in failed:
+                mark_error(doc, failed[doc.id])
+        self.logger.info(f'stored {len(records) - len(failed)} of {len(docs or ())} images')
         return slim(docs)
 
     @requests(on='/search')

@@ -48,6 +48,8 @@ class Segmenter(Executor):
         side = decode_side(settings)
         ok, images = [], []
         for doc in docs:
+            if doc.error:  # refused at the gateway
+                continue
             try:
                 data = source_bytes(doc.blob, doc.uri)
                 image = decode(data, min_side=side)
@@ -56,8 +58,6 @@ class Segmenter(Executor):
                 doc.chunks = DocList[Chunk]()
                 self.logger.warning(f'{doc.id} ({doc.uri or "blob"}): {e}')
                 continue
-            if not doc.blob:
-                doc.blob = data  # downstream never fetches the uri again
             doc.width, doc.height = image.width, image.height
             ok.append(doc)
             images.append(image)
