@@ -66,10 +66,10 @@ def env(tiny_clip, tiny_owlvit, tiny_detector, tiny_dino, tmp_path):
 def _start(env, ports):
     parent = subprocess.Popen(
         [sys.executable, '-m', 'loupe.cli', 'serve', '--port', str(ports[0]),
-         '--http-port', str(ports[1])], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+         '--http-port', str(ports[1])], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + START_S
-    for line in parent.stdout:
+    for line in parent.stderr:  # where the service says it serves
         if 'loupe serving' in line or time.monotonic() > deadline:
             break
     assert parent.poll() is None and all(_listening(p) for p in ports), 'did not start'
