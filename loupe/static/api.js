@@ -10,13 +10,22 @@ export class PageError extends Error {
 }
 
 const BUSY = 'The service is busy right now. Try again in a moment.';
+const KEY = 'loupe-api-key';
+
+// A service started with an API key wants it on every call; the page asks once per tab.
+export function setApiKey(key) {
+  if (key) sessionStorage.setItem(KEY, key); else sessionStorage.removeItem(KEY);
+}
 
 export async function post(endpoint, docs, parameters = {}) {
   let response;
+  const headers = {'Content-Type': 'application/json', 'Accept': 'application/json'};
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers['X-API-Key'] = key;
   try {
     response = await fetch(endpoint, {
       method: 'POST',
-      headers: {'Content-Type': 'application/json', 'Accept': 'application/json'},
+      headers,
       body: JSON.stringify({data: docs, parameters}),
     });
   } catch (e) {
@@ -38,6 +47,7 @@ export async function post(endpoint, docs, parameters = {}) {
 }
 
 function httpProblem(endpoint, status, body) {
+  if (status === 401) return 'This service needs an API key: enter it at the top of the page.';
   if (status === 404) return `This service has no ${endpoint} endpoint.`;
   if (status === 413) return 'That is too much to send at once: send fewer or smaller files.';
   if (status === 429 || status === 503 || status === 504) return BUSY;

@@ -1,6 +1,6 @@
 // The search page: text and example searches, result grid, detail view, votes and
 // "more like these", keyboard navigation, and the tabs of the other views.
-import {PageError, fileToBase64, itemProblem, post} from './api.js';
+import {PageError, fileToBase64, itemProblem, post, setApiKey} from './api.js';
 import {card, el, fileName, formatScore, picture, toResult} from './cards.js';
 import {setupAdd, addFiles} from './add.js';
 import {setupExplore} from './explore.js';
@@ -27,6 +27,10 @@ export function showError(error) {
   if (!(error instanceof PageError)) console.warn(error);  // for a developer; not shown
   box.textContent = message;
   box.hidden = false;
+  if (error instanceof PageError && error.status === 401) {
+    $('key-form').hidden = false;
+    $('api-key').focus();
+  }
 }
 
 export function clearError() {
@@ -116,7 +120,7 @@ async function searchExample(file) {
       try {
         return await searchAnswer({blob}, parameters({rerank}));
       } catch (error) {
-        if (error instanceof PageError && !error.status) {
+        if (error instanceof PageError && (!error.status || error.status === 400)) {
           throw new PageError(`${file.name} could not be used as an example: ${error.message}`);
         }
         throw error;
@@ -478,6 +482,13 @@ function setup() {
     if (back) back.focus();
   });
 
+  $('key-form').addEventListener('submit', event => {
+    event.preventDefault();
+    setApiKey($('api-key').value.trim());
+    $('key-form').hidden = true;
+    clearError();
+    if (state.last) run(state.last);
+  });
   for (const tab of document.querySelectorAll('[role=tab]')) {
     tab.addEventListener('click', () => showTab(tab.dataset.view));
   }
