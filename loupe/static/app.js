@@ -59,7 +59,7 @@ function parameters(extra = {}) {
 function describeFilter() {
   if (!state.filter.size) return '';
   const parts = [...state.filter].map(([k, vs]) => `${k}=${[...vs].join('|')}`);
-  return ` tagged ${parts.join(', ')}`;
+  return `, tagged ${parts.join(', ')}`;
 }
 
 async function run(query) {
@@ -283,7 +283,9 @@ function openDetail(list, index) {
   };
   fact(result.paths.length > 1 ? 'Paths' : 'Path', ...(result.paths.length ? result.paths : ['–']));
   fact('Score', formatScore(result.score));
-  const stages = Object.entries(result.scores || {});
+  const order = ['chunk', 'rerank', 'final'];  // the pipeline's stages, first to last
+  const rank = k => (order.includes(k) ? order.indexOf(k) : order.length);
+  const stages = Object.entries(result.scores || {}).sort((a, b) => rank(a[0]) - rank(b[0]));
   if (stages.length) fact('Per stage', ...stages.map(([k, v]) => `${k}: ${formatScore(v)}`));
   if (result.box) {
     const where = [result.boxSource, result.chunkKind && `${result.chunkKind} chunk`]
