@@ -130,26 +130,29 @@ async function searchExample(file) {
 }
 
 // "More like these": the service ranks the collection by the votes (POST /recommend).
+function recommendRequest(likes, dislikes) {
+  const params = parameters({like: likes, dislike: dislikes, ask: ASK});
+  return post('/recommend', [{}], params);
+}
+
 function recommend(likes, dislikes, label) {
   run({
     kind: 'recommend', label,
-    send: async () => {
-      const data = await post('/recommend', [],
-        parameters({like: likes, dislike: dislikes}));
-      return recommendAnswer(data);
-    },
+    send: async () => recommendAnswer(await recommendRequest(likes, dislikes)),
   });
 }
 
-// /recommend answers one document: its matches are the ranking, and the images whose vote
-// would teach most come as `ask` (a list of matches, in the document or its tags).
+const ASK = 6;  // suggestions to vote on next
+
+// /recommend answers one document: its matches are the ranking, and the ones marked `ask`
+// are the images whose vote would teach the model most.
 function recommendAnswer(data) {
   const doc = data[0] || {};
   const problem = itemProblem(doc);
   if (problem) throw new PageError(problem);
-  const ask = doc.ask || (doc.tags && doc.tags.ask) || [];
-  return {results: (doc.matches || []).map(toResult),
-          ask: (Array.isArray(ask) ? ask : []).map(toResult)};
+  const matches = doc.matches || [];
+  return {results: matches.filter(m => !m.ask).map(toResult),
+          ask: matches.filter(m => m.ask).map(toResult)};
 }
 
 // ---- showing results -----------------------------------------------------------------------
@@ -258,7 +261,7 @@ function moreLikeThis(result) {
     kind: 'recommend', label: `like ${fileName(result)}`,
     send: async () => {
       try {
-        return recommendAnswer(await post('/recommend', [], parameters({like: [result.id]})));
+        return recommendAnswer(await recommendRequest([result.id], []));
       } catch (error) {
         if (!(error instanceof PageError && error.status === 404 && result.preview)) throw error;
         return searchAnswer({blob: result.preview}, parameters());

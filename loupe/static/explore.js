@@ -33,22 +33,26 @@ async function busy(statusId, text, work) {
 
 // ---- duplicates ----------------------------------------------------------------------------
 
-// Each group is one document whose matches are its members, the one to keep first.
+// One document answers: its matches are the members of every group (`group` numbers them),
+// the one to keep first; the others say how they joined (`joined_by`, similarity as score).
 function groupsFrom(data) {
-  const groups = [];
-  for (const doc of data) {
-    const problem = itemProblem(doc);
-    if (problem) throw new PageError(problem);
-    const members = (doc.matches || []).map(m => ({...toResult(m), joined: m.scores || {}}));
-    if (members.length) groups.push({members, method: (doc.tags || {}).method || ''});
+  const doc = data[0] || {};
+  const problem = itemProblem(doc);
+  if (problem) throw new PageError(problem);
+  const groups = new Map();
+  for (const m of doc.matches || []) {
+    const key = m.group ?? 0;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push({...toResult(m), joinedBy: m.joined_by || null,
+                          similarity: m.joined_by ? m.score : null});
   }
-  return groups;
+  return [...groups.keys()].sort((a, b) => a - b).map(k => ({members: groups.get(k)}));
 }
 
 function findDuplicates() {
   const method = $('dup-method').value;
   return busy('dup-status', 'Looking for duplicates…', async () => {
-    const groups = groupsFrom(await post('/duplicates', [], {method, with_preview: true}));
+    const groups = groupsFrom(await post('/duplicates', [{}], {method, with_preview: true}));
     const images = groups.reduce((n, g) => n + g.members.length, 0);
     $('dup-status').textContent = groups.length
       ? `${groups.length} group${groups.length === 1 ? '' : 's'} of duplicates (${images} images); ` +
@@ -60,8 +64,9 @@ function findDuplicates() {
 
 function groupRow(group, g) {
   const row = el('section', 'dup-group');
-  row.append(el('h3', '', `Group ${g + 1}${group.method ? ` (${group.method})` : ''}: ` +
-    `${group.members.length} images`));
+  const kinds = [...new Set(group.members.map(m => m.joinedBy).filter(Boolean))];
+  row.append(el('h3', '', `Group ${g + 1}: ${group.members.length} images` +
+    (kinds.length ? ` (${kinds.join(', ')})` : '')));
   const strip = el('div', 'dup-members');
   group.members.forEach((member, i) => {
     const item = el('figure', 'dup-member' + (i === 0 ? ' keep' : ''));
@@ -69,10 +74,15 @@ function groupRow(group, g) {
     item.dataset.id = member.id;
     item.append(picture(member, {showBox: false}));
     const caption = el('figcaption');
-    caption.append(el('b', '', i === 0 ? 'keep' : 'copy'));
+    caption.append(el('b', '', i === 0 ? 'keep' : 'duplicate'));
     if (member.width && member.height) caption.append(` ${member.width} × ${member.height}`);
-    const joined = Object.entries(member.joined).map(([k, v]) => `${k} ${formatScore(v)}`);
-    if (i > 0 && joined.length) caption.append(el('div', 'joined', joined.join(', ')));
+    if (member.joinedBy) {
+      const how = member.joinedBy === 'exact' ? 'exact: the same bytes'
+        : `${member.joinedBy}: ${member.joinedBy === 'perceptual'
+          ? `${Math.round((1 - member.similarity) * 64)} of 64 hash bits differ`  // similarity = 1 - bits / 64
+          : `cosine similarity ${formatScore(member.similarity)}`}`;
+      caption.append(el('div', 'joined', how));
+    }
     for (const path of member.paths.length ? member.paths : [fileName(member)]) {
       caption.append(el('div', 'path', path));
     }
@@ -92,26 +102,27 @@ function groupRow(group, g) {
 const PLANE = 1000;  // the map's coordinates are drawn on a PLANE x PLANE square
 const THUMB = 56;
 
-// The answer: one document whose matches are the images, each with its 2-D position in
-// `tags` (x, y in [0, 1]) and, with a query, its similarity as the score.
+// The answer: one document whose matches are the (sampled) images, each with its `position`
+// [x, y] in [0, 1] and its thumbnail as the preview; with a query, its similarity in
+// scores.query. The document's tags say how many images there are in all (`total`).
 function pointsFrom(data) {
   const doc = data[0] || {};
   const problem = itemProblem(doc);
   if (problem) throw new PageError(problem);
-  return (doc.matches || []).map(m => {
-    const tags = m.tags || {};
-    const pos = m.position || tags.position || [tags.x, tags.y];
-    return {...toResult(m), x: Number(pos[0]), y: Number(pos[1])};
+  const points = (doc.matches || []).map(m => {
+    const [x, y] = m.position || [];
+    const similarity = (m.scores || {}).query;
+    return {...toResult(m), x: Number(x), y: Number(y), similarity};
   }).filter(p => Number.isFinite(p.x) && Number.isFinite(p.y));
+  return {points, total: Number((doc.tags || {}).total) || points.length};
 }
 
 function drawMap() {
   const text = $('map-query').value.trim();
   return busy('map-status', 'Placing the images…', async () => {
-    const params = {with_preview: true, ...(text ? {query: text} : {})};
-    const points = pointsFrom(await post('/map', text ? [{text}] : [], params));
+    const {points, total} = pointsFrom(await post('/map', [text ? {text} : {}], {}));
     const plane = el('div', 'plane');
-    const scores = points.map(p => p.score).filter(s => typeof s === 'number');
+    const scores = points.map(p => p.similarity).filter(s => typeof s === 'number');
     const low = Math.min(...scores), high = Math.max(...scores);
     points.forEach((point, i) => {
       const spot = el('button', 'spot');
@@ -119,8 +130,8 @@ function drawMap() {
       spot.title = point.paths.join('\n') || point.id;
       spot.style.left = `${point.x * (PLANE - THUMB)}px`;
       spot.style.top = `${point.y * (PLANE - THUMB)}px`;
-      if (text && scores.length && high > low) {
-        const t = (point.score - low) / (high - low);
+      if (scores.length && high > low && typeof point.similarity === 'number') {
+        const t = (point.similarity - low) / (high - low);
         spot.style.borderColor = `hsl(${Math.round(220 - 220 * t)} 85% 50%)`;
       }
       spot.append(picture(point, {showBox: false}));
@@ -132,8 +143,10 @@ function drawMap() {
     });
     $('map').replaceChildren(plane);
     fitMap($('map'));
-    $('map-status').textContent = `${points.length} images` +
-      (text ? `, coloured from blue (unlike “${text}”) to red (like it)` : '') +
+    const shown = points.length < total ? `${points.length} of ${total} images (a sample)`
+                                        : `${points.length} images`;
+    $('map-status').textContent = shown +
+      (text && scores.length ? `, framed from blue (least like “${text}”) to red (most like it)` : '') +
       '. Drag to pan, use the wheel to zoom, click a picture to open it.';
   });
 }
