@@ -452,3 +452,46 @@ def test_phone_sized_window(driver, service, shots):
     assert page.find('#detail')[0].rect['width'] <= 390
     page.shot('10-phone-detail')
     assert not page.console_errors()
+
+
+@pytest.mark.browser
+@browser
+def test_duplicates_view_groups_an_edited_copy_with_its_original(page, service, photos):
+    if not has_endpoint(service, '/duplicates'):
+        pytest.skip('this service has no /duplicates endpoint yet (the explore issue)')
+    original = Image.open(photos[9])
+    copy = jpeg_bytes(original.resize((original.width // 2, original.height // 2)), quality=80)
+    status, body = post(service, '/index', [{'blob': b64(copy), 'uri': 'half-size-copy.jpg',
+                                             'tags': {'album': 'copies'}}])
+    assert status == 200 and body['data'][0]['status'] == 'indexed'
+    page.find('[data-view=duplicates]')[0].click()
+    page.find('#dup-method option[value=perceptual]')[0].click()
+    page.find('#dup-form button[type=submit]')[0].click()
+    page.wait(lambda: page.find('.dup-group') or page.find('#error:not([hidden])'))
+    groups = [[m.get_attribute('data-id') for m in g.find_elements('css selector', '.dup-member')]
+              for g in page.find('.dup-group')]
+    pair = [to_doc(photos[9].read_bytes()).id, to_doc(copy).id]
+    assert pair in groups  # the original (larger) first: the one to keep
+    page.shot('11-duplicates')
+    assert not page.console_errors()
+
+
+@pytest.mark.browser
+@browser
+def test_map_view_places_every_image(page, service):
+    if not has_endpoint(service, '/map'):
+        pytest.skip('this service has no /map endpoint yet (the explore issue)')
+    expected = post(service, '/map', [{}], {})[1]['data'][0]['matches']
+    page.find('[data-view=map]')[0].click()
+    page.find('#map-query')[0].send_keys('a dog')
+    page.find('#map-form button[type=submit]')[0].click()
+    page.wait(lambda: page.find('#map .spot') or page.find('#error:not([hidden])'))
+    spots = page.find('#map .spot')
+    assert len(spots) == len(expected) >= N_PHOTOS
+    assert all(s.find_element('css selector', 'img').get_attribute('src').startswith('data:image/')
+               for s in spots)
+    assert page.find('#map-status')[0].text.startswith(f'{len(expected)} images')
+    page.shot('12-map')
+    spots[0].click()
+    page.wait(lambda: page.find('#detail')[0].get_attribute('open') is not None)
+    assert not page.console_errors()
