@@ -495,3 +495,14 @@ def test_map_view_places_every_image(page, service):
     spots[0].click()
     page.wait(lambda: page.find('#detail')[0].get_attribute('open') is not None)
     assert not page.console_errors()
+
+
+def test_every_file_of_the_page_is_declared_package_data():
+    """A plain ``pip install`` ships only what pyproject declares (the wheel has these files)."""
+    import tomllib
+
+    config = tomllib.loads((STATIC.parents[1] / 'pyproject.toml').read_text())
+    patterns = config['tool']['setuptools']['package-data']['loupe']
+    shipped = {p for pattern in patterns for p in (STATIC.parent).glob(pattern)}
+    assert set(STATIC.iterdir()) <= shipped
+    assert (STATIC / 'index.html') in shipped
