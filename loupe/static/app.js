@@ -162,7 +162,8 @@ function show(results, ask, label) {
   state.ask = ask;
   const count = results.length;
   setStatus(count ? `${count} result${count === 1 ? '' : 's'} ${label}`
-                  : `No results ${label}.`);
+                  : `No results ${label}.` + (state.filter.size ? ' Try without the tag filter.'
+                    : ' Is the collection empty? Add pictures under “Add images”.'));
   fillGrid($('results'), results);
   $('ask').hidden = !ask.length;
   fillGrid($('ask-cards'), ask);
