@@ -143,25 +143,6 @@ def test_a_broken_example_is_a_4xx_in_plain_words(service):
     assert 400 <= status < 500 and 'empty query' in body['error']
 
 
-def test_adding_images_as_the_page_does(service):
-    new = jpeg_bytes(synthetic_image(seed=11))
-    id_ = to_doc(new).id  # the page computes the same id (SHA-256) in the browser
-    status, body = post(service, '/exists', [{'id': id_}])
-    assert status == 200 and body['data'][0]['status'] != 'indexed'
-    docs = [{'id': id_, 'blob': b64(new), 'uri': 'upload.jpg', 'tags': {'album': 'upload'}},
-            {'id': '0' * 32, 'blob': b64(b'\xff\xd8 broken'), 'uri': 'broken.jpg', 'tags': {}}]
-    status, body = post(service, '/index', docs)
-    assert status == 200
-    good, bad = body['data']
-    assert good['status'] == 'indexed' and not good['error']
-    assert bad['status'] == 'error' and 'not a readable image' in bad['error']
-    status, body = post(service, '/exists', [{'id': id_}])
-    assert body['data'][0]['status'] == 'indexed'
-    status, body = post(service, '/search', [{'blob': b64(new)}],
-                        {'limit': 1, 'filter': {'album': 'upload'}})
-    assert [m['uri'] for m in body['data'][0]['matches']] == ['upload.jpg']
-
-
 # ---- the page in headless Chromium --------------------------------------------------------
 
 browser = pytest.mark.skipif(
@@ -506,3 +487,23 @@ def test_every_file_of_the_page_is_declared_package_data():
     shipped = {p for pattern in patterns for p in (STATIC.parent).glob(pattern)}
     assert set(STATIC.iterdir()) <= shipped
     assert (STATIC / 'index.html') in shipped
+
+
+# Last: it adds an image the other tests' searches would show.
+def test_adding_images_as_the_page_does(service):
+    new = jpeg_bytes(synthetic_image(seed=11))
+    id_ = to_doc(new).id  # the page computes the same id (SHA-256) in the browser
+    status, body = post(service, '/exists', [{'id': id_}])
+    assert status == 200 and body['data'][0]['status'] != 'indexed'
+    docs = [{'id': id_, 'blob': b64(new), 'uri': 'upload.jpg', 'tags': {'album': 'upload'}},
+            {'id': '0' * 32, 'blob': b64(b'\xff\xd8 broken'), 'uri': 'broken.jpg', 'tags': {}}]
+    status, body = post(service, '/index', docs)
+    assert status == 200
+    good, bad = body['data']
+    assert good['status'] == 'indexed' and not good['error']
+    assert bad['status'] == 'error' and 'not a readable image' in bad['error']
+    status, body = post(service, '/exists', [{'id': id_}])
+    assert body['data'][0]['status'] == 'indexed'
+    status, body = post(service, '/search', [{'blob': b64(new)}],
+                        {'limit': 1, 'filter': {'album': 'upload'}})
+    assert [m['uri'] for m in body['data'][0]['matches']] == ['upload.jpg']
