@@ -292,7 +292,10 @@ def test_tag_filter_and_rerank_toggle(page, service):
     ids = page.wait_for_new_results(before)
     assert len(ids) == N_PHOTOS // 2
     assert [c.text for c in page.find('#filter-chips .chip[aria-pressed=true]')] == ['album=nature']
-    page.find('#rerank')[0].click()
+    page.find('#rerank')[0].click()  # runs the query again, reranked
+    page.wait(lambda: 'reranked' in page.find('#status')[0].text)
+    assert page.find('#status')[0].text == (
+        f'{N_PHOTOS // 2} results for “a dog”, reranked, tagged album=nature')
     ids = search(page, 'a cat')
     assert page.find('#status')[0].text == (
         f'{N_PHOTOS // 2} results for “a cat”, reranked, tagged album=nature')

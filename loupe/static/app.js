@@ -62,17 +62,21 @@ function describeFilter() {
   return `, tagged ${parts.join(', ')}`;
 }
 
+// A query is {kind, label, send(rerank)}; it is sent again, with the controls as they are
+// then, when a tag filter, the rerank toggle or the number of results changes.
 async function run(query) {
   clearError();
   state.last = query;
   const mine = ++state.sequence;
   const grid = $('results');
+  const rerank = query.kind !== 'recommend' && $('rerank').checked;
   grid.setAttribute('aria-busy', 'true');
   setStatus(query.kind === 'recommend' ? 'Ranking by your votes…' : 'Searching…');
   try {
-    const answer = await query.send();
+    const answer = await query.send(rerank);
     if (mine !== state.sequence) return;
-    show(answer.results, answer.ask || [], `${query.label}${describeFilter()}`);
+    show(answer.results, answer.ask || [],
+         `${query.label}${rerank ? ', reranked' : ''}${describeFilter()}`);
   } catch (error) {
     if (mine !== state.sequence) return;
     if (!(error instanceof PageError)) throw error;
@@ -96,10 +100,9 @@ function searchText(text) {
     showError(new PageError('Type what you are looking for first (the query is empty).'));
     return;
   }
-  const rerank = $('rerank').checked;
   run({
-    kind: 'text', label: `for “${text.trim()}”${rerank ? ', reranked' : ''}`,
-    send: () => searchAnswer({text}, parameters({rerank})),
+    kind: 'text', label: `for “${text.trim()}”`,
+    send: rerank => searchAnswer({text}, parameters({rerank})),
   });
 }
 
@@ -113,10 +116,9 @@ async function searchExample(file) {
     return;
   }
   showTab('search');
-  const rerank = $('rerank').checked;
   run({
-    kind: 'example', label: `like ${file.name}${rerank ? ', reranked' : ''}`,
-    send: async () => {
+    kind: 'example', label: `like ${file.name}`,
+    send: async rerank => {
       try {
         return await searchAnswer({blob}, parameters({rerank}));
       } catch (error) {
@@ -456,6 +458,11 @@ function setup() {
   gridEvents($('results'), () => state.results);
   gridEvents($('ask-cards'), () => state.ask);
   $('more-like-these').addEventListener('click', moreLikeThese);
+  for (const control of [$('rerank'), $('limit')]) {
+    control.addEventListener('change', () => {
+      if (state.last) run(state.last);
+    });
+  }
   $('clear-votes').addEventListener('click', () => {
     state.votes.clear();
     for (const b of document.querySelectorAll('button.vote')) b.setAttribute('aria-pressed', 'false');
