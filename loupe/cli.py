@@ -384,7 +384,8 @@ def _serve(args) -> int:
             lifeline.on_signals(_STOP_SIGNALS, stop)  # again: starting the flow may set its own
             lock.serving(args.host, args.port, None if args.no_http else args.http_port)
             print(f'loupe serving {workspace}: gRPC on {args.host}:{args.port}'
-                  + ('' if args.no_http else f', HTTP on {args.host}:{args.http_port}'),
+                  + ('' if args.no_http else f', HTTP and the web page on '
+                                             f'http://{args.host}:{args.http_port}/'),
                   file=sys.stderr, flush=True)
             watch_idle(workspace, args.idle_timeout)
             stop.wait()
