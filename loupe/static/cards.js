@@ -11,8 +11,9 @@ export function el(tag, className, text) {
 
 // One result as the page uses it, from a match of /search or /recommend (or a group member).
 export function toResult(match) {
-  const paths = Array.isArray(match.paths) && match.paths.length ? match.paths
-    : (match.uri ? [match.uri] : []);
+  // Every name the image was indexed under (`paths` or `uris`, whichever the service fills).
+  const named = [match.paths, match.uris].find(list => Array.isArray(list) && list.length);
+  const paths = named || (match.uri ? [match.uri] : []);
   return {
     id: match.parent_id || match.id,
     uri: match.uri || paths[0] || null,
