@@ -89,7 +89,7 @@ def b64(data: bytes) -> str:
 
 
 def has_endpoint(base: str, endpoint: str) -> bool:
-    return post(base, endpoint, [], {})[0] != 404
+    return post(base, endpoint, [], {})[0] not in (404, 405)  # 405: the page's folder (GET only)
 
 
 # ---- the server side of every request the page makes -------------------------------------

@@ -48,7 +48,8 @@ export async function post(endpoint, docs, parameters = {}) {
 
 function httpProblem(endpoint, status, body) {
   if (status === 401) return 'This service needs an API key: enter it at the top of the page.';
-  if (status === 404) return `This service has no ${endpoint} endpoint.`;
+  // 405: the page's own folder answers GET only, so an endpoint the service lacks lands there.
+  if (status === 404 || status === 405) return `This service has no ${endpoint} endpoint.`;
   if (status === 413) return 'That is too much to send at once: send fewer or smaller files.';
   if (status === 429 || status === 503 || status === 504) return BUSY;
   const said = serviceMessage(body);

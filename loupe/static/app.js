@@ -266,7 +266,7 @@ function moreLikeThis(result) {
       try {
         return recommendAnswer(await recommendRequest([result.id], []));
       } catch (error) {
-        if (!(error instanceof PageError && error.status === 404 && result.preview)) throw error;
+        if (!(error instanceof PageError && [404, 405].includes(error.status) && result.preview)) throw error;
         return searchAnswer({blob: result.preview}, parameters());
       }
     },
