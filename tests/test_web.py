@@ -3,7 +3,7 @@
 One real service (tiny models) on free loopback ports, with coco128 photos indexed. The HTTP
 tests send exactly the requests the page sends; the browser tests drive the page as a person
 would and save a screenshot of each step into a folder printed in the test output (set
-``LOUPE_WEB_SCREENSHOTS`` to choose it).
+``WEB_SCREENSHOTS`` to choose it).
 """
 import base64
 import io
@@ -32,6 +32,7 @@ N_PHOTOS = 24
 LIMIT = 20
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
 STATIC = Path(__file__).resolve().parents[1] / 'loupe' / 'static'
+SHOTS_SETTING = 'WEB_SCREENSHOTS'  # not LOUPE_*: conftest clears those
 
 
 def _free_port() -> int:
@@ -152,11 +153,11 @@ browser = pytest.mark.skipif(
 
 @pytest.fixture(scope='module')
 def shots(request, tmp_path_factory) -> Path:
-    folder = Path(os.environ.get('LOUPE_WEB_SCREENSHOTS') or tmp_path_factory.mktemp('web-shots'))
+    folder = Path(os.environ.get(SHOTS_SETTING) or tmp_path_factory.mktemp('web-shots'))
     folder.mkdir(parents=True, exist_ok=True)
-    reporter = request.config.pluginmanager.getplugin('terminalreporter')
-    if reporter:
-        reporter.write_line(f'web page screenshots: {folder}')
+    capture = request.config.pluginmanager.getplugin('capturemanager')
+    with capture.global_and_fixture_disabled():  # shown even when the tests pass
+        print(f'\nweb page screenshots: {folder}', flush=True)
     return folder
 
 
