@@ -359,7 +359,8 @@ def _serve_background(args) -> int:
     owner = start_background(_workspace(), serve_args)
     idle = (f'; it stops after {args.idle_timeout:g} min without a command'
             if args.idle_timeout > 0 else '')
-    print(f'loupe serving {_workspace()} on {owner.address} (pid {owner.pid}) in the '
+    page = f', web page on http://{owner.host}:{owner.http_port}/' if owner.http_port else ''
+    print(f'loupe serving {_workspace()} on {owner.address}{page} (pid {owner.pid}) in the '
           f'background{idle}; `loupe stop` ends it', file=sys.stderr)
     return 0
 
