@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from loupe import lifeline
 from loupe.constants import ENV_SERVER, ENV_WORKSPACE
+from loupe.config import PARTITION_METHODS
 from loupe.errors import InvalidRequestError, LoupeError
 from loupe.fetch import ENV_ALLOW_FOLDERS, ENV_ALLOW_URLS
 from loupe.guard import ENV_API_KEY
@@ -28,7 +29,7 @@ from loupe.guard import ENV_API_KEY
 _SERVE_CHILD = '_LOUPE_SERVE_CHILD'  # set in the service's process: the parent's pid
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _CLOSE_SECONDS = 30  # for the flow to close in order once told to stop
-METHODS = ('none', 'grid', 'detector', 'dino')
+METHODS = PARTITION_METHODS
 
 
 def _key_values(pairs: Optional[List[str]]) -> dict:
@@ -42,7 +43,7 @@ def _key_values(pairs: Optional[List[str]]) -> dict:
 
 
 def _workspace() -> Path:
-    from loupe.settings import workspace_root
+    from loupe.paths import workspace_root
 
     return workspace_root()
 
@@ -450,7 +451,7 @@ class _Help(argparse.HelpFormatter):
 
 def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
     """The same options before or after the subcommand (after it, they win)."""
-    from loupe.settings import DEFAULT_WORKSPACE_HELP
+    from loupe.paths import DEFAULT_WORKSPACE_HELP
 
     default = (lambda value: argparse.SUPPRESS) if sub else (lambda value: value)
     parser.add_argument('--workspace', default=default(None), metavar='DIR',
@@ -472,7 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     from loupe.constants import DEFAULT_PORT
     from loupe.service import DEFAULT_IDLE_MINUTES
 
-    parser = _Parser(prog='loupe', description=__doc__.splitlines()[0], formatter_class=_Help)
+    parser = _Parser(prog='loupe', description=__doc__.splitlines()[0], formatter_class=_Help,
+                     epilog='Settings, highest precedence first: command-line flag or request '
+                            'parameter > environment (LOUPE_*) > flow YAML > default '
+                            '(loupe/config.py).')
     _global_options(parser, sub=False)
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND',
                                 parser_class=_Parser)

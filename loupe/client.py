@@ -21,7 +21,7 @@ from loupe.results import Result, page, result_from_match  # noqa: F401 (Result:
 from loupe.query import IMAGE, TEXT, Term as QueryTerm, check_terms
 from loupe.schema import ImageDoc, Match, Term
 from loupe.sources import ID_LENGTH, Problem, Source, describe, expand, is_url, to_doc
-from loupe.settings import workspace_root
+from loupe.paths import workspace_root
 from loupe.transport import GrpcGateway, HttpGateway
 from loupe.workspace import held
 

@@ -15,19 +15,14 @@ from PIL import Image
 from transformers import AutoProcessor, CLIPModel
 
 from loupe.boxes import as_boxes
+from loupe.config import EncoderSettings, spec_of
 from loupe.constants import DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL
-from loupe.errors import InvalidRequestError, ModelLoadError
+from loupe.errors import ModelLoadError
 from loupe.images import DecodedImage, decode, image_size
 from loupe.models import from_pretrained, resolve_checkpoint, resolve_device, resolve_dtype
 
 
-def check_batch_size(value) -> int:
-    """A positive int; integral floats are accepted because gRPC request parameters carry floats."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidRequestError(f'batch_size must be a positive integer, got {value!r}')
-    return value
+_BATCH_SIZE = spec_of(EncoderSettings, 'batch_size')
 
 
 def draft_min_side(input_size: int, width: int, height: int, boxes=None) -> int:
@@ -92,7 +87,7 @@ class ClipEmbedder:
     def __init__(self, checkpoint: Optional[str] = None, batch_size: int = 32,
                  device: str = 'auto', half: bool = False):
         self.checkpoint = resolve_checkpoint(checkpoint, ENV_CLIP_MODEL, DEFAULT_CLIP_MODEL)
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = _BATCH_SIZE.parse('batch_size', batch_size)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, half)
         model, info = from_pretrained(CLIPModel, self.checkpoint, dtype=self.dtype,
@@ -133,7 +128,8 @@ class ClipEmbedder:
         return self.embed_images((decoded.crop(box) for box in as_boxes(boxes)), batch_size)
 
     def _batched(self, items: Iterable, batch_size: Optional[int], embed) -> np.ndarray:
-        size = check_batch_size(self.batch_size if batch_size is None else batch_size)
+        size = _BATCH_SIZE.parse('batch_size',
+                                 self.batch_size if batch_size is None else batch_size)
         it = iter(items)
         out = [embed(batch) for batch in iter(lambda: list(islice(it, size)), [])]
         return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)

@@ -42,12 +42,13 @@ from transformers.image_transforms import center_to_corners_format
 from transformers.models.owlvit.modeling_owlvit import generalized_box_iou
 
 from loupe.boxes import as_boxes, clip_to_image
+from loupe.config import RerankerSettings, spec_of
 from loupe.constants import DEFAULT_OWL_MODEL, ENV_OWL_MODEL
 from loupe.errors import InvalidRequestError
 from loupe.images import DecodedImage
 from loupe.models import choose, from_pretrained, resolve_checkpoint, resolve_device, resolve_dtype
 
-DEFAULT_RERANK_WEIGHT = 0.5
+DEFAULT_RERANK_WEIGHT = RerankerSettings.rerank_weight
 PAD_COLOR = (128, 128, 128)  # 0.5 grey, as the original OWL-ViT / OWLv2 pre-processing pads
 
 ImageLike = Union[DecodedImage, Image.Image]
@@ -72,19 +73,11 @@ class Detection(NamedTuple):
 
 
 def check_weight(weight) -> float:
-    try:
-        value = float(weight)
-    except (TypeError, ValueError):
-        raise InvalidRequestError(f'rerank_weight must be a number, got {weight!r}') from None
-    if not 0.0 <= value <= 1.0:
-        raise InvalidRequestError(f'rerank_weight must be in [0, 1], got {value}')
-    return value
+    return spec_of(RerankerSettings, 'rerank_weight').parse('rerank_weight', weight)
 
 
-# Below this detection score (OWL's sigmoid class probability; 0.1 is the threshold of OWL-ViT's
-# own zero-shot detection examples) the detected box is not evidence of the query: the result
-# keeps the box of its best chunk and only its score changes.
-MIN_DETECTION_SCORE = 0.1
+# Below this detection score the detected box is no evidence of the query (loupe.config says why).
+MIN_DETECTION_SCORE = RerankerSettings.min_detection_score
 
 
 def box_is_evidence(detection: 'Detection', threshold: float = MIN_DETECTION_SCORE) -> bool:

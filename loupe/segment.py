@@ -8,7 +8,7 @@ detector through transformers), ``dino`` (attention saliency of a self-supervise
 import inspect
 import threading
 from collections import deque
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -21,7 +21,8 @@ from loupe.boxes import area, as_boxes, clip_to_image, iou_matrix, nms, to_list
 from loupe.constants import (
     DEFAULT_DETECTOR_MODEL, DEFAULT_DINO_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, KIND_DETECTOR,
     KIND_DINO, KIND_GRID, KIND_WHOLE)
-from loupe.errors import InvalidRequestError, LoupeError
+from loupe.config import SegmenterSettings, build, names
+from loupe.errors import ConfigError, InvalidRequestError, LoupeError
 from loupe.images import DecodedImage
 from loupe.models import choose, from_pretrained, resolve_checkpoint, resolve_device
 
@@ -31,7 +32,6 @@ WHOLE_DUPLICATE_IOU = 0.9
 # Grid needs only the size, but decoding a small draft still catches broken files; detectors
 # of the DETR family take at most 800 (D-FINE 640); dino needs ``dino_size``.
 _DECODE_SIDE = {'none': 64, 'grid': 64, 'detector': 800}
-DINO_MODES = ('heads', 'sum')
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,83 +44,14 @@ class Proposal:
     score: Optional[float] = None
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Defaults of a Partitioner; a request may override each by name."""
-
-    method: str = 'grid'
-    grid_rows: int = 3
-    grid_cols: int = 3
-    grid_overlap: float = 0.0  # share of a cell that overlaps its neighbour, 0 <= x < 1
-    grid_levels: int = 1  # level k (1-based) adds a (k*rows) x (k*cols) grid
-    detector_model: Optional[str] = None  # None: env LOUPE_DETECTOR_MODEL, else the default
-    detector_threshold: float = 0.3
-    dino_model: Optional[str] = None  # None: env LOUPE_DINO_MODEL, else the default
-    dino_mode: str = 'heads'  # 'heads': boxes per attention head; 'sum': one map, all heads
-    dino_mass: float = 0.6  # share of the attention mass kept, as in the DINO paper
-    dino_size: int = 448  # longer side of the ViT input, pixels (aspect ratio kept)
-    min_box_area: float = 0.01  # share of the image area; smaller boxes are dropped
-    nms_iou: float = 0.5  # scored boxes overlapping a better one by more are dropped
-    max_boxes: int = 32  # boxes per image besides the whole image
-    device: str = 'auto'  # 'cpu', 'cuda', 'cuda:N' or 'auto'
-    batch_size: int = 8  # images per model forward pass
+Settings = SegmenterSettings  # the partitioner's settings are the segmenter executor's
+SETTING_NAMES = names(Settings)
 
 
-SETTING_NAMES = tuple(f.name for f in fields(Settings))
-_INTS = {'grid_rows', 'grid_cols', 'grid_levels', 'dino_size', 'max_boxes', 'batch_size'}
-_FLOATS = {'grid_overlap', 'detector_threshold', 'dino_mass', 'min_box_area', 'nms_iou'}
-_OPTIONAL_STRS = {'detector_model', 'dino_model'}
-
-
-def _coerce(name: str, value):
-    # Request parameters arrive through JSON/protobuf, where every number is a float.
-    if name in _INTS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-            raise InvalidRequestError(f'{name} must be an integer, got {value!r}')
-        return int(value)
-    if name in _FLOATS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidRequestError(f'{name} must be a number, got {value!r}')
-        return float(value)
-    if value is None and name in _OPTIONAL_STRS:
-        return None
-    if not isinstance(value, str) or not value:
-        raise InvalidRequestError(f'{name} must be a non-empty string, got {value!r}')
-    return value
-
-
-def _check(s: Settings) -> Settings:
-    choose(METHODS, s.method, 'partition method')
-    rules = [
-        ('grid_rows', s.grid_rows >= 1, '>= 1'),
-        ('grid_cols', s.grid_cols >= 1, '>= 1'),
-        ('grid_overlap', 0 <= s.grid_overlap < 1, 'in [0, 1)'),
-        ('grid_levels', s.grid_levels >= 1, '>= 1'),
-        ('detector_threshold', 0 <= s.detector_threshold <= 1, 'in [0, 1]'),
-        ('dino_mode', s.dino_mode in DINO_MODES, f'one of {", ".join(DINO_MODES)}'),
-        ('dino_mass', 0 < s.dino_mass <= 1, 'in (0, 1]'),
-        ('dino_size', s.dino_size >= 1, '>= 1'),
-        ('min_box_area', 0 <= s.min_box_area < 1, 'in [0, 1) (a share of the image area)'),
-        ('nms_iou', 0 <= s.nms_iou <= 1, 'in [0, 1]'),
-        ('max_boxes', s.max_boxes >= 0, '>= 0'),
-        ('batch_size', s.batch_size >= 1, '>= 1'),
-        ('device', s.device in ('auto', 'cpu') or s.device.startswith('cuda'),
-         "'cpu', 'cuda', 'cuda:N' or 'auto'"),
-    ]
-    for name, ok, rule in rules:
-        if not ok:
-            raise InvalidRequestError(f'{name} must be {rule}, got {getattr(s, name)!r}')
-    return s
-
-
-def make_settings(base: Settings, overrides: Optional[dict] = None) -> Settings:
-    """``base`` with ``overrides`` applied, coerced and validated; unknown names are an error."""
-    overrides = overrides or {}
-    unknown = set(overrides) - set(SETTING_NAMES)
-    if unknown:
-        raise InvalidRequestError(f'unknown segmenter settings {sorted(unknown)}; '
-                                  f'valid: {", ".join(SETTING_NAMES)}')
-    return _check(replace(base, **{k: _coerce(k, v) for k, v in overrides.items()}))
+def make_settings(base: Settings, overrides: Optional[dict] = None,
+                  error=InvalidRequestError) -> Settings:
+    """``base`` with ``overrides`` applied and checked; unknown names are an error."""
+    return build(Settings, overrides, base=base, error=error)
 
 
 @dataclass
@@ -372,16 +303,11 @@ def max_chunks(s: Settings) -> int:
     return 1 + s.max_boxes
 
 
-def chunk_counts(proposals: Sequence[Sequence[Proposal]]) -> List[int]:
-    """Chunks per image (whole image included) of a ``partition`` result."""
-    return [len(p) for p in proposals]
-
-
 class Partitioner:
     """Holds default settings and loaded models; partitions decoded images into proposals."""
 
-    def __init__(self, **defaults):
-        self.settings = make_settings(Settings(), defaults)
+    def __init__(self, base: Optional[Settings] = None, **defaults):
+        self.settings = make_settings(base or Settings(), defaults, error=ConfigError)
         self.models = ModelCache()
 
     def resolve(self, **overrides) -> Settings:

@@ -7,7 +7,7 @@ from typing import Optional
 import lmdb
 
 from loupe import workspace as ws
-from loupe.settings import STORAGE_NAME, STORE_DIR
+from loupe.paths import STORAGE_NAME, STORE_DIR
 
 CHUNK_INDEX = Path('ChunkIndexer') / 'chunks' / 'meta'  # the chunk indexer's LMDB (loupe.ann)
 

@@ -1,4 +1,4 @@
-"""Root storage: the parent images (metadata and a preview JPEG) in LMDB, keyed by document id.
+"""Parent storage: the parent images (metadata and a preview JPEG) in LMDB, keyed by document id.
 
 The preview (longest side <= ``preview_size``) lets the reranker and the result gallery work for
 images sent as bytes or from URLs, and for files moved since, without keeping the originals.
@@ -44,7 +44,7 @@ class StoredImage:
         return cls(preview=preview, **json.loads(meta))
 
 
-class RootStore:
+class ParentStore:
     def __init__(self, path, readonly: bool = False, map_size: int = 64 << 20):
         self._env = GrowingEnv(path, dbs=(_META, _PREVIEW, _HASH), map_size=map_size,
                                readonly=readonly)

@@ -9,8 +9,10 @@ from transformers import CLIPModel, CLIPProcessor
 
 from executors.clip_encoder.executor import ClipEncoder
 from loupe.clip import ClipEmbedder, draft_min_side
-from loupe.constants import ENV_CLIP_MODEL, KIND_GRID, KIND_WHOLE, STATUS_ERROR
+from loupe.constants import (DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL, KIND_GRID, KIND_WHOLE,
+                             STATUS_ERROR)
 from loupe.errors import InvalidRequestError, ModelLoadError
+from loupe.models import resolve_checkpoint
 from loupe.images import decode
 from loupe.schema import Chunk, ImageDoc
 
@@ -146,9 +148,18 @@ def test_non_clip_checkpoint_raises_model_load_error(tiny_dino):
         ClipEmbedder(tiny_dino, device='cpu')
 
 
-def test_env_overrides_configured_checkpoint(tiny_clip, monkeypatch, tmp_path):
+def test_checkpoint_precedence(tiny_clip, monkeypatch, tmp_path):
+    """flag (an explicit checkpoint) > environment > flow YAML > default."""
+    missing = str(tmp_path / 'missing')
     monkeypatch.setenv(ENV_CLIP_MODEL, tiny_clip)
-    assert ClipEmbedder(str(tmp_path / 'missing'), device='cpu').checkpoint == tiny_clip
+    assert ClipEmbedder(None, device='cpu').checkpoint == tiny_clip
+    encoder = ClipEncoder(model=missing, device='cpu')  # the YAML's model loses to the env
+    assert encoder.embedder.checkpoint == tiny_clip
+    monkeypatch.setenv(ENV_CLIP_MODEL, missing)
+    assert ClipEmbedder(tiny_clip, device='cpu').checkpoint == tiny_clip  # a flag wins
+    monkeypatch.delenv(ENV_CLIP_MODEL)
+    assert ClipEncoder(model=tiny_clip, device='cpu').embedder.checkpoint == tiny_clip
+    assert resolve_checkpoint(None, ENV_CLIP_MODEL, DEFAULT_CLIP_MODEL) == DEFAULT_CLIP_MODEL
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available here')
@@ -192,8 +203,7 @@ def test_executor_index_embeds_chunks_and_isolates_bad_items(encoder, embedder, 
            image_doc(b'', 10, 10, 'zero-byte'),
            image_doc(photo[: len(photo) // 3], width, height, 'truncated')]
     docs = DocList[ImageDoc]([bad[0], good[0], bad[1], good[1], bad[2]])
-    # Integral floats are what gRPC parameters carry.
-    assert encoder.index(docs=docs, parameters={'batch_size': 3.0}) is docs
+    assert encoder.index(docs=docs, parameters={}) is docs
     for doc in bad:
         assert doc.status == STATUS_ERROR and doc.error
         assert all(chunk.embedding is None for chunk in doc.chunks)
@@ -205,10 +215,11 @@ def test_executor_index_embeds_chunks_and_isolates_bad_items(encoder, embedder, 
                                    atol=1e-5)
 
 
-def test_executor_index_rejects_bad_batch_size(encoder):
+def test_executor_refuses_a_batch_size_from_a_request(encoder):
+    # Batch sizes are the service's setting (memory), not a client's.
     docs = DocList[ImageDoc]([image_doc(jpeg_bytes(synthetic_image()), 320, 240, 'a')])
-    with pytest.raises(InvalidRequestError):
-        encoder.index(docs=docs, parameters={'batch_size': 0})
+    with pytest.raises(InvalidRequestError, match='unknown parameter batch_size for /index'):
+        encoder.index(docs=docs, parameters={'batch_size': 3})
 
 
 def test_executor_search_text_image_and_bad_queries(encoder, embedder):
@@ -217,7 +228,7 @@ def test_executor_search_text_image_and_bad_queries(encoder, embedder):
         ImageDoc(text='  a red square '), ImageDoc(text='   '), ImageDoc(),
         ImageDoc(blob=jpeg_bytes(image)), ImageDoc(text='', blob=jpeg_bytes(image)),
         ImageDoc(blob=b'\xff\xd8garbage'), ImageDoc(blob=b'')])
-    out = encoder.search(docs=docs, parameters={'batch_size': 1})
+    out = encoder.search(docs=docs, parameters={})
     np.testing.assert_allclose(out[0].embedding, embedder.embed_texts(['a red square'])[0],
                                atol=1e-5)
     for doc in (out[1], out[2], out[6]):

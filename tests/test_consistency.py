@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import jpeg_bytes, synthetic_image
-from loupe.store import RootStore, build_record
+from loupe.store import ParentStore, build_record
 
 
 def record(i: int, id_=None):
@@ -19,7 +19,7 @@ def record(i: int, id_=None):
 
 
 def test_a_record_that_cannot_be_written_is_reported_and_the_others_are_stored(tmp_path):
-    store = RootStore(tmp_path / 'store')
+    store = ParentStore(tmp_path / 'store')
     try:
         failed = store.put([record(1), record(2, id_='x' * 600), record(3)])
         assert set(failed) == {'x' * 600} and 'not stored' in failed['x' * 600]
@@ -55,7 +55,7 @@ def fill(path: Path) -> None:
 
 def test_a_full_disk_fails_writes_per_item_and_reads_go_on(tmp_path):
     with small_disk(tmp_path / 'disk') as disk:
-        store = RootStore(disk / 'store')
+        store = ParentStore(disk / 'store')
         assert store.put([record(i) for i in range(3)]) == {}
         fill(disk)
         failed = store.put([record(i) for i in range(3, 6)])
@@ -63,7 +63,7 @@ def test_a_full_disk_fails_writes_per_item_and_reads_go_on(tmp_path):
         assert all('No space left on device' in reason for reason in failed.values())
         assert set(store.get_many([f'id{i}' for i in range(6)])) == {'id0', 'id1', 'id2'}
         store.close()
-        reopened = RootStore(disk / 'store')  # a restart while still full
+        reopened = ParentStore(disk / 'store')  # a restart while still full
         try:
             assert len(reopened) == 3 and reopened.get('id1').width == 96
         finally:

@@ -18,11 +18,11 @@ from loupe.constants import (
     SOURCE_CHUNK,
     SOURCE_RERANKER,
 )
-from loupe.errors import InvalidRequestError, ModelLoadError
+from loupe.errors import ConfigError, InvalidRequestError, ModelLoadError
 from loupe.images import DecodedImage, decode
 from loupe.rerank import Reranker, check_weight, combine_scores
 from loupe.schema import ImageDoc, Match
-from loupe.store import RootStore, build_record
+from loupe.store import ParentStore, build_record
 
 ARCHS = {'tiny_owlvit': OwlViTForObjectDetection, 'tiny_owlv2': Owlv2ForObjectDetection}
 QUERY = 'red square'
@@ -230,9 +230,12 @@ def test_empty_text_query_is_rejected(reranker, query):
         reranker.detect_text([synthetic_image(64, 64)], query)
 
 
-def test_environment_overrides_the_configured_checkpoint(owlvit_path, monkeypatch):
+def test_environment_overrides_the_flow_yaml_checkpoint(owlvit_path, monkeypatch, tmp_path):
     monkeypatch.setenv(ENV_OWL_MODEL, owlvit_path)
-    assert Reranker('no/such-checkpoint', device='cpu').checkpoint == owlvit_path
+    assert Reranker(None, device='cpu').checkpoint == owlvit_path
+    executor = OwlReranker(model='no/such-checkpoint', device='cpu',
+                           metas={'workspace': str(tmp_path)})
+    assert executor.reranker.checkpoint == owlvit_path
 
 
 def test_a_checkpoint_that_is_no_owl_model_is_refused(tiny_clip):
@@ -269,7 +272,7 @@ def image_store(tmp_path_factory) -> str:
                'tall': jpeg_bytes(synthetic_image(120, 300, seed=1)),
                'rotated': exif_rotated_jpeg(200, 120),
                'big': jpeg_bytes(synthetic_image(1600, 1000, seed=3))}
-    store = RootStore(path)
+    store = ParentStore(path)
     store.put(build_record(id_, data, preview_size=1024) for id_, data in sources.items())
     store.close()
     return str(path)
@@ -323,7 +326,6 @@ def assert_reranked(match: Match, weight: float, size: tuple) -> None:
 @pytest.mark.parametrize('default, parameters', [
     (False, {}),  # off unless turned on
     (True, {'rerank': False}),  # a request turns it off
-    (True, {'rerank': 'false'}),
 ])
 def test_rerank_off_leaves_matches_untouched(owlvit_path, image_store, make_executor, default,
                                              parameters):
@@ -332,6 +334,15 @@ def test_rerank_off_leaves_matches_untouched(owlvit_path, image_store, make_exec
     before = snapshot(docs[0])
     executor.search(docs, parameters=parameters)
     assert snapshot(docs[0]) == before
+
+
+@pytest.mark.parametrize('parameters', [{'rerank': 'false'}, {'rerank': 1}, {'rerank_top_k': 1.5},
+                                        {'rerank_top_k': 101}, {'model': 'x'}])
+def test_a_request_of_the_wrong_type_or_over_a_cap_is_refused(owlvit_path, image_store,
+                                                              make_executor, parameters):
+    executor = make_executor(owlvit_path, rerank=True, image_store=image_store)
+    with pytest.raises(InvalidRequestError, match=next(iter(parameters))):
+        executor.search(DocList[ImageDoc]([query_doc(list(STORED))]), parameters=parameters)
 
 
 @pytest.mark.parametrize('kind', ['text', 'image'])
@@ -354,7 +365,7 @@ def test_rerank_on_resorts_by_the_combined_score(owl_path, image_store, make_exe
 
 def test_boxes_found_on_previews_are_in_original_pixels(owlvit_path, image_store,
                                                        make_executor):
-    store = RootStore(image_store, readonly=True)
+    store = ParentStore(image_store, readonly=True)
     preview = decode(store.get('big').preview).image
     store.close()
     executor = make_executor(owlvit_path, image_store=image_store)
@@ -426,8 +437,10 @@ def test_bad_overrides_are_rejected(owlvit_path, image_store, make_executor, par
 
 
 def test_bad_defaults_fail_at_start(owlvit_path, make_executor):
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(ConfigError, match=r'rerank_weight must be a number in \[0, 1\], got 2'):
         make_executor(owlvit_path, rerank_weight=2)
+    with pytest.raises(ConfigError, match='unknown reranker setting rerank_wieght; valid: model'):
+        make_executor(owlvit_path, rerank_wieght=0.2)
 
 
 def test_flow_reranks_search_results(owlvit_path, image_store, tmp_path):

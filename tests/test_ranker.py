@@ -72,7 +72,7 @@ def test_executor_request_overrides_and_errors():
     assert not failed.matches
     assert len(ranker.rank(DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](HITS))]),
                            parameters={})[0].matches) == 2
-    with pytest.raises(InvalidRequestError, match='limit must be > 0'):
+    with pytest.raises(InvalidRequestError, match=r'limit must be an integer in \[1, 1000\], got 0'):
         ranker.rank(docs, parameters={'limit': 0})
     assert not ranker.rank(None, parameters={})
 

@@ -1,4 +1,4 @@
-"""Root storage: records survive restarts, the map grows, other processes read live."""
+"""Parent storage: records survive restarts, the map grows, other processes read live."""
 import io
 import multiprocessing
 
@@ -7,11 +7,11 @@ from docarray import DocList
 from PIL import Image
 
 from conftest import jpeg_bytes, synthetic_image
-from executors.root_storage.executor import RootStorage
+from executors.parent_storage.executor import ParentStorage
 from loupe.constants import STATUS_DELETED, STATUS_ERROR, STATUS_INDEXED, STATUS_MISSING
 from loupe.errors import ImageLoadError
 from loupe.schema import ImageDoc, Match
-from loupe.store import RootStore, build_record
+from loupe.store import ParentStore, build_record
 
 
 def record(i: int, size=(320, 240)):
@@ -20,7 +20,7 @@ def record(i: int, size=(320, 240)):
 
 
 def test_put_get_delete_and_restart(tmp_path):
-    store = RootStore(tmp_path / 'db')
+    store = ParentStore(tmp_path / 'db')
     store.put([record(i) for i in range(5)])
     assert len(store) == 5 and 'id3' in store
     rec = store.get('id3')
@@ -29,7 +29,7 @@ def test_put_get_delete_and_restart(tmp_path):
     assert store.delete(['id3', 'missing']) == ['id3']
     assert store.find_hash(rec.content_hash) is None
     store.close()
-    reopened = RootStore(tmp_path / 'db')
+    reopened = ParentStore(tmp_path / 'db')
     assert len(reopened) == 4 and reopened.get('id3') is None
     assert reopened.get('id4').tags == {'n': 4}
 
@@ -42,19 +42,19 @@ def test_preview_is_small_jpeg_of_the_image(tmp_path):
 
 
 def test_map_grows_instead_of_failing(tmp_path):
-    store = RootStore(tmp_path / 'db', map_size=64 * 1024)
+    store = ParentStore(tmp_path / 'db', map_size=64 * 1024)
     big = [record(i, size=(640, 480)) for i in range(20)]
     store.put(big)
     assert len(store) == 20
 
 
 def _read_in_child(path, queue):
-    reader = RootStore(path, readonly=True)
+    reader = ParentStore(path, readonly=True)
     queue.put(sorted(r for r in ('id0', 'id1', 'id2') if r in reader))
 
 
 def test_a_reader_in_another_process_sees_committed_writes(tmp_path):
-    store = RootStore(tmp_path / 'db')
+    store = ParentStore(tmp_path / 'db')
     store.put([record(0), record(1)])
     queue = multiprocessing.get_context('spawn').Queue()
     child = multiprocessing.get_context('spawn').Process(target=_read_in_child,
@@ -66,12 +66,12 @@ def test_a_reader_in_another_process_sees_committed_writes(tmp_path):
 
 def test_readonly_store_that_does_not_exist_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
-        RootStore(tmp_path / 'nothing', readonly=True)
+        ParentStore(tmp_path / 'nothing', readonly=True)
 
 
 @pytest.fixture
 def storage(tmp_path):
-    executor = RootStorage(preview_size=64, metas={'workspace': str(tmp_path)})
+    executor = ParentStorage(preview_size=64, metas={'workspace': str(tmp_path)})
     yield executor
     executor.close()
 
@@ -119,7 +119,7 @@ def test_flow_stores_and_state_survives_restart(tmp_path):
 
     def flow():
         return Flow(protocol='grpc', host='127.0.0.1').add(
-            uses=RootStorage, uses_metas={'workspace': str(tmp_path)})
+            uses=ParentStorage, uses_metas={'workspace': str(tmp_path)})
 
     with flow() as f:
         f.post('/index', inputs=DocList[ImageDoc]([ImageDoc(id='x', blob=jpeg_bytes(

@@ -1,6 +1,6 @@
 """Joins the two branches of the index flow into one report per image.
 
-The branches answer with the same document ids: root storage (status, size, content hash) and
+The branches answer with the same document ids: parent storage (status, size, content hash) and
 segmenter -> encoder -> indexer (chunks). docarray v2 cannot reduce nested DocLists of equal ids,
 so this executor takes ``no_reduce: true`` and merges ``docs_matrix`` by id itself; the order of
 the branches in it is not stable, so nothing here depends on it.
@@ -12,7 +12,7 @@ from jina import Executor, requests
 
 from loupe.constants import (ENDPOINTS, STATUS_DELETED, STATUS_ERROR, STATUS_INDEXED,
                              STATUS_MISSING)
-from loupe.docs import slim
+from loupe.documents import slim
 from loupe.schema import ImageDoc
 
 

@@ -4,7 +4,6 @@ Building the parser imports nothing heavy (every ``loupe`` command builds it): m
 and the evaluations are imported when an evaluation runs.
 """
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -77,8 +76,8 @@ def add_parser(subparsers) -> None:
         'eval', help='measure localisation and retrieval on annotated data',
         description='Measure localisation and retrieval on an annotated data set: prints a '
                     'table; --json FILE writes every figure, --plot DIR charts. Model flags '
-                    'take a hub id or a local folder and win over the LOUPE_*_MODEL '
-                    'environment variables.')
+                    'take a hub id or a local folder; precedence: flag > LOUPE_*_MODEL '
+                    'environment variable > default.')
     evaluations = p.add_subparsers(dest='evaluation', required=True)
 
     def add(name, run, parents, help):
@@ -196,27 +195,6 @@ def _captions(args) -> dict:
     return {**result, 'models': {'clip': embedder.checkpoint}}
 
 
-_MODEL_FLAGS = {'clip_model': ENV_CLIP_MODEL, 'owl_model': ENV_OWL_MODEL,
-                'detector_model': ENV_DETECTOR_MODEL, 'dino_model': ENV_DINO_MODEL}
-
-
-@contextlib.contextmanager
-def _models_from_flags(args):
-    """A model named on the command line wins over the environment, for this run only."""
-    chosen = {env: getattr(args, flag) for flag, env in _MODEL_FLAGS.items()
-              if getattr(args, flag, None)}
-    saved = {env: os.environ.get(env) for env in chosen}
-    os.environ.update(chosen)
-    try:
-        yield
-    finally:
-        for env, value in saved.items():
-            if value is None:
-                os.environ.pop(env, None)
-            else:
-                os.environ[env] = value
-
-
 def cmd_eval(args) -> int:
     from loupe.evaluation.report import failures, table, write_json
 
@@ -225,8 +203,7 @@ def cmd_eval(args) -> int:
         os.environ.setdefault(name, value)
     started = time.perf_counter()
     run: Callable[[argparse.Namespace], dict] = args.run
-    with _models_from_flags(args):
-        result = run(args)
+    result = run(args)
     result['seconds_total'] = round(time.perf_counter() - started, 3)
     result['arguments'] = {k: v for k, v in vars(args).items() if not callable(v)}
     print(table(result))

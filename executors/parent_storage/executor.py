@@ -1,34 +1,33 @@
-"""Root storage executor: keeps the parent images in LMDB and fills search results from them."""
+"""Parent storage executor: keeps the parent images in LMDB and fills search results from them."""
 from typing import Optional
 
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
+from loupe.base_executor import LoupeExecutor
+from loupe.config import StorageSettings
 from loupe.constants import STATUS_DELETED, STATUS_INDEXED, STATUS_MISSING
-from loupe.docs import mark_error, slim
-from loupe.errors import ImageLoadError, InvalidRequestError
+from loupe.documents import mark_error, slim
+from loupe.errors import ImageLoadError
 from loupe.images import source_bytes
+from loupe.paths import STORE_DIR, executor_workspace
 from loupe.schema import ImageDoc, Match
-from loupe.settings import STORE_DIR, executor_workspace
-from loupe.store import RootStore, build_record
-
-def _strings(parameters: dict, name: str) -> list:
-    value = parameters.get(name) or []
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise InvalidRequestError(f'{name} must be a list of strings, got {value!r}')
-    return list(value)
+from loupe.store import ParentStore, build_record
 
 
-class RootStorage(Executor):
-    def __init__(self, preview_size: int = 1024, path: Optional[str] = None, **kwargs):
+class ParentStorage(LoupeExecutor):
+    settings_class = StorageSettings
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.preview_size = preview_size
-        self.store = RootStore(path or executor_workspace(self) / STORE_DIR)
+        self.store = self.own(ParentStore(self.settings.path
+                                          or executor_workspace(self) / STORE_DIR))
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
               **kwargs) -> DocList[ImageDoc]:
-        preview_size = int((parameters or {}).get('preview_size', self.preview_size))
+        checked = self.check_request('/index', docs, parameters)
+        preview_size = checked.get('preview_size', self.settings.preview_size)
         records = []
         for doc in docs or ():
             if doc.error:
@@ -53,7 +52,7 @@ class RootStorage(Executor):
     @requests(on='/search')
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                **kwargs) -> DocList[ImageDoc]:
-        with_preview = bool((parameters or {}).get('with_preview', False))
+        with_preview = self.check_request('/search', docs, parameters).get('with_preview', False)
         for doc in docs or ():
             if not doc.matches:
                 continue
@@ -68,7 +67,9 @@ class RootStorage(Executor):
         return slim(docs)
 
     @requests(on='/delete')
-    def delete(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+    def delete(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+               **kwargs) -> DocList[ImageDoc]:
+        self.check_request('/delete', docs, parameters)
         removed = set(self.store.delete([doc.id for doc in docs or ()]))
         for doc in docs or ():
             doc.status = STATUS_DELETED if doc.id in removed else None
@@ -82,7 +83,7 @@ class RootStorage(Executor):
         With ``under: true`` each uri is a folder, and the matches are every image with a path
         inside it (``loupe sync``).
         """
-        if (parameters or {}).get('under'):
+        if self.check_request('/find', docs, parameters).get('under'):
             for doc in docs or ():
                 doc.matches = DocList[Match](
                     Match(id=r.id, parent_id=r.id, uri=r.uri, uris=r.uris, tags=r.tags)
@@ -99,8 +100,8 @@ class RootStorage(Executor):
     def update(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                **kwargs) -> DocList[ImageDoc]:
         """Tags merged, paths added or removed, nothing re-encoded (``loupe tag``, sync)."""
-        parameters = parameters or {}
-        untag, remove = _strings(parameters, 'untag'), _strings(parameters, 'remove_uris')
+        checked = self.check_request('/update', docs, parameters)
+        untag, remove = checked.get('untag', []), checked.get('remove_uris', [])
         found = set(self.store.update({
             doc.id: {'tags': dict(doc.tags), 'untag': untag, 'remove_uris': remove,
                      'add_uris': [doc.uri] if doc.uri else []} for doc in docs or ()}))
@@ -109,17 +110,11 @@ class RootStorage(Executor):
         return slim(docs)
 
     @requests(on='/exists')
-    def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
+    def exists(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+               **kwargs) -> DocList[ImageDoc]:
+        self.check_request('/exists', docs, parameters)
         found = self.store.get_many([doc.id for doc in docs or ()], preview=False)
         for doc in docs or ():
             if doc.status != STATUS_MISSING:  # the chunk indexer, earlier in a chain, may know
                 doc.status = STATUS_INDEXED if doc.id in found else STATUS_MISSING
         return docs
-
-    @requests
-    def passthrough(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        return docs
-
-    def close(self) -> None:
-        self.store.close()
-        super().close()
