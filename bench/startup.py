@@ -3,7 +3,7 @@
 Start-up: from launching ``loupe serve --flow NAME`` to it printing that it serves (the flow's
 executors all up, models loaded), next to a fresh Python process loading the same models and
 stores directly (the work no service can skip). Searchable: against ``loupe serve``'s own flow
-(flows/serve.yml, gRPC and HTTP), a loupe.client indexes a new photo with a unique tag, then
+(loupe.flows.serve_topology, gRPC and HTTP), a loupe.client indexes a new photo with a unique tag, then
 searches with a filter on that tag until the photo comes back; the time from ``index``
 returning to that search returning, next to a plain search's latency on the same service.
 """

@@ -23,6 +23,23 @@ def iou_matrix(a, b) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
+def generalized_iou(a, b) -> np.ndarray:
+    """Pairwise generalised IoU (Rezatofighi et al., CVPR 2019), shape (len(a), len(b)): IoU
+    minus the share of the smallest enclosing box that neither covers; in [-1, 1], and it still
+    ranks boxes that do not overlap (by how far apart they are)."""
+    a, b = as_boxes(a), as_boxes(b)
+    iou_ = iou_matrix(a, b)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    hull = ((np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 0], b[None, :, 0]))
+            * (np.maximum(a[:, None, 3], b[None, :, 3]) - np.minimum(a[:, None, 1], b[None, :, 1])))
+    return iou_ - np.where(hull > 0, (hull - union) / np.maximum(hull, 1e-9), 0.0)
+
+
 def iou(a, b) -> float:
     return float(iou_matrix(a, b)[0, 0])
 

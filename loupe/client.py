@@ -22,7 +22,7 @@ from loupe.query import IMAGE, TEXT, Term as QueryTerm, check_terms
 from loupe.schema import ImageDoc, Match, Term
 from loupe.sources import ID_LENGTH, Problem, Source, describe, expand, is_url, to_doc
 from loupe.paths import workspace_root
-from loupe.transport import GrpcGateway, HttpGateway
+from loupe.transport import DEFAULT_TIMEOUT, GrpcGateway, HttpGateway
 from loupe.workspace import held
 
 _IN_FLIGHT = 2  # index requests sent before the first answer is awaited
@@ -51,14 +51,16 @@ class Loupe:
 
     @classmethod
     def connect(cls, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
-                protocol: str = 'grpc', api_key: Optional[str] = None) -> 'Loupe':
-        """A running service; ``api_key`` defaults to ``$LOUPE_API_KEY``."""
+                protocol: str = 'grpc', api_key: Optional[str] = None,
+                timeout: Optional[float] = DEFAULT_TIMEOUT) -> 'Loupe':
+        """A running service; ``api_key`` defaults to ``$LOUPE_API_KEY``; a request that gets no
+        answer within ``timeout`` seconds is an error."""
         jina_defaults()
         key = api_key or configured_key()
         if protocol == 'grpc':
-            return cls(GrpcGateway(host, port, api_key=key))
+            return cls(GrpcGateway(host, port, api_key=key, timeout=timeout))
         if protocol == 'http':
-            return cls(HttpGateway(host, port, api_key=key))
+            return cls(HttpGateway(host, port, api_key=key, timeout=timeout or 600))
         raise InvalidRequestError(f'protocol must be grpc or http, got {protocol!r}')
 
     @classmethod

@@ -29,6 +29,7 @@ DEFAULT_PORT = 54000  # gRPC of `loupe serve`; HTTP on the next port
 # Environment settings.
 ENV_WORKSPACE = 'LOUPE_WORKSPACE'
 ENV_FLOWS = 'LOUPE_FLOWS'  # folder of the flow YAMLs
+ENV_FAST_CODEC = 'LOUPE_FAST_CODEC'  # 0: docarray's own protobuf codec (loupe.wire)
 ENV_SERVER = 'LOUPE_SERVER'  # host:port of a running service for the CLI
 ENV_CLIP_MODEL = 'LOUPE_CLIP_MODEL'
 ENV_OWL_MODEL = 'LOUPE_OWL_MODEL'

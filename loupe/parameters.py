@@ -104,7 +104,8 @@ def parameters_table() -> str:
     rows = ['| endpoint | parameter | allowed | what |', '|---|---|---|---|']
     for name, endpoint in ENDPOINTS.items():
         for parameter, spec in endpoint.parameters.items():
-            rows.append(f'| `{name}` | `{parameter}` | {spec.describe(capped=True)} | {spec.help} |')
+            rows.append(f'| `{name}` | `{parameter}` | {spec.describe(capped=True)} '
+                        f'| {spec.help} |')
         if not endpoint.parameters:
             rows.append(f'| `{name}` | (none) | | |')
     rows.append('')

@@ -30,6 +30,16 @@ AGGREGATIONS: Dict[str, Callable[[np.ndarray, int], float]] = {
 }
 
 
+def chunk_match(parent_id: str, score: float, box, kind: str) -> Match:
+    """One chunk hit as the ranker takes it, from the index or from ``loupe eval``'s exact search.
+
+    ``construct``: the values are already of the fields' types, and validating a hundred hits
+    per query costs more than the search itself.
+    """
+    return Match.construct(parent_id=parent_id, score=score, scores={SCORE_CHUNK: score},
+                           highlight_box=box, highlight_source=SOURCE_CHUNK, chunk_kind=kind)
+
+
 def rank_parents(chunk_matches: Sequence[Match], aggregation: str = 'max', top_k: int = 3,
                  limit: int = 10) -> List[Match]:
     """Group chunk matches by parent image, best ``limit`` parents first.

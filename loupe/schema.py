@@ -8,10 +8,10 @@ from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 from pydantic import Field, validator
 
-from loupe.wire import FastProtobuf  # the same protobuf messages as docarray's codec, faster
+from loupe.wire import CODEC  # the same protobuf messages as docarray's codec, faster
 
 
-class Chunk(FastProtobuf, BaseDoc):
+class Chunk(*CODEC, BaseDoc):
     """A region of an image that is embedded on its own."""
 
     parent_id: str = ''
@@ -22,7 +22,7 @@ class Chunk(FastProtobuf, BaseDoc):
     embedding: Optional[NdArray] = None
 
 
-class Match(FastProtobuf, BaseDoc):
+class Match(*CODEC, BaseDoc):
     """One search result: a parent image, its scores per stage and where the query is in it."""
 
     parent_id: str = ''
@@ -39,7 +39,7 @@ class Match(FastProtobuf, BaseDoc):
     preview: Optional[bytes] = None  # JPEG of the image, only when a search asks `with_preview`
 
 
-class Term(FastProtobuf, BaseDoc):
+class Term(*CODEC, BaseDoc):
     """One weighted term of a composite query (loupe.query): a text, or an image as blob/uri."""
 
     text: Optional[str] = None
@@ -48,7 +48,7 @@ class Term(FastProtobuf, BaseDoc):
     weight: float = 1.0
 
 
-class ImageDoc(FastProtobuf, BaseDoc):
+class ImageDoc(*CODEC, BaseDoc):
     """An image to index, or a query (``text``, an image as ``blob``/``uri``, or ``terms``)."""
 
     uri: Optional[str] = None
@@ -70,6 +70,3 @@ class ImageDoc(FastProtobuf, BaseDoc):
         # Jina's HTTP gateway sends omitted fields as null; they mean "empty", not an error.
         return field.default_factory() if value is None else value
 
-
-def new_docs(docs=None) -> DocList[ImageDoc]:
-    return DocList[ImageDoc](docs or [])

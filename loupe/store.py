@@ -15,7 +15,7 @@ from PIL import Image
 from loupe.images import content_hash, decode, image_size, preview_jpeg
 from loupe.lmdb_env import GrowingEnv
 
-_META, _PREVIEW, _HASH = 'meta', 'preview', 'hash'
+_META, _PREVIEW = 'meta', 'preview'
 _ORIENTATION = 0x0112  # EXIF tag
 
 
@@ -46,7 +46,7 @@ class StoredImage:
 
 class ParentStore:
     def __init__(self, path, readonly: bool = False, map_size: int = 64 << 20):
-        self._env = GrowingEnv(path, dbs=(_META, _PREVIEW, _HASH), map_size=map_size,
+        self._env = GrowingEnv(path, dbs=(_META, _PREVIEW), map_size=map_size,
                                readonly=readonly)
         self.path = self._env.path
 
@@ -77,13 +77,11 @@ class ParentStore:
         meta = rec.metadata()
         if old is not None:
             old = json.loads(old)
-            txn.delete(old['content_hash'].encode(), db=dbs[_HASH])
             meta['tags'] = {**old.get('tags', {}), **meta['tags']}
             known = old.get('uris') or ([old['uri']] if old.get('uri') else [])
             meta['uris'] = list(dict.fromkeys([*known, *meta['uris']]))
         txn.put(key, json.dumps(meta).encode(), db=dbs[_META])
         txn.put(key, rec.preview, db=dbs[_PREVIEW])
-        txn.put(rec.content_hash.encode(), key, db=dbs[_HASH])
 
     def get_many(self, ids: Iterable[str], preview: bool = True) -> Dict[str, StoredImage]:
         dbs = self._env.dbs
@@ -103,11 +101,6 @@ class ParentStore:
     def get(self, id_: str, preview: bool = True) -> Optional[StoredImage]:
         return self.get_many([id_], preview=preview).get(id_)
 
-    def find_hash(self, content_hash: str) -> Optional[str]:
-        """The id stored with this content, if any."""
-        key = self._env.read(lambda txn: txn.get(content_hash.encode(), db=self._env.dbs[_HASH]))
-        return bytes(key).decode() if key is not None else None
-
     def delete(self, ids: Iterable[str]) -> List[str]:
         """Remove records; returns the ids that existed."""
         dbs = self._env.dbs
@@ -118,7 +111,6 @@ class ParentStore:
                 meta = txn.get(id_.encode(), db=dbs[_META])
                 if meta is None:
                     continue
-                txn.delete(json.loads(meta)['content_hash'].encode(), db=dbs[_HASH])
                 txn.delete(id_.encode(), db=dbs[_META])
                 txn.delete(id_.encode(), db=dbs[_PREVIEW])
                 removed.append(id_)

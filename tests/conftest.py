@@ -75,6 +75,17 @@ def coco_images(coco128) -> list:
     return sorted((coco128 / 'images' / 'train2017').glob('*.jpg'))
 
 
+@pytest.fixture(scope='session')
+def photo_paths(tmp_path_factory) -> list:
+    """Photos for the end-to-end tests: six of coco128 where it is present and six of the
+    synthetic set (tests/photos.py), else twelve synthetic ones: the flows always run."""
+    from photos import write_photo_set
+
+    synthetic = write_photo_set(tmp_path_factory.mktemp('synthetic-photos'))
+    coco = sorted((COCO128 / 'images' / 'train2017').glob('*.jpg'))
+    return coco[:6] + synthetic[:6] if coco else synthetic
+
+
 def jpeg_bytes(img: Image.Image, **save_kwargs) -> bytes:
     out = io.BytesIO()
     img.save(out, format='JPEG', **save_kwargs)

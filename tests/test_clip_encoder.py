@@ -1,10 +1,13 @@
 """CLIP encoder: equality with transformers' reference pipeline, regions, draft decoding, executor."""
+import io
+
 import numpy as np
 import pytest
 import torch
 from conftest import jpeg_bytes, synthetic_image
 from docarray import DocList
 from jina import Flow
+from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from executors.clip_encoder.executor import ClipEncoder
@@ -12,8 +15,8 @@ from loupe.clip import ClipEmbedder, draft_min_side
 from loupe.constants import (DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL, KIND_GRID, KIND_WHOLE,
                              STATUS_ERROR)
 from loupe.errors import InvalidRequestError, ModelLoadError
-from loupe.models import resolve_checkpoint
 from loupe.images import decode
+from loupe.models import resolve_checkpoint
 from loupe.schema import Chunk, ImageDoc
 
 TEXTS = ['a photo of a cat', 'two dogs playing in the snow', 'x', 'a red square']
@@ -103,15 +106,22 @@ def test_invalid_batch_size_rejected(embedder, batch_size):
         embedder.embed_texts(TEXTS, batch_size=batch_size)
 
 
-def test_grid_regions_equal_embedding_the_crops(embedder):
-    decoded = embedder.decode(jpeg_bytes(synthetic_image(1200, 900)))
-    assert decoded.image.width < 1200  # the boxes below are in original pixels nonetheless
-    boxes = grid_boxes(1200, 900)
-    regions = embedder.embed_regions(decoded, boxes, batch_size=4)
-    crops = embedder.embed_images([decoded.crop(box) for box in boxes])
-    np.testing.assert_allclose(regions, crops, atol=1e-5)
-    whole = embedder.embed_images([decoded.image])
-    assert np.all(np.abs(regions - whole).max(axis=1) > 1e-3)  # every crop is its own
+def test_each_region_is_embedded_as_the_reference_embeds_what_is_inside_its_box(embedder,
+                                                                                 reference):
+    """A 3x3 tiling of solid colours: region i is exactly tile i, so its embedding must be the
+    reference pipeline's embedding of a picture of tile i's colour alone."""
+    rng = np.random.default_rng(5)
+    colours = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(9)]
+    picture = Image.new('RGB', (1200, 900))
+    for i, colour in enumerate(colours):
+        x, y = (i % 3) * 400, (i // 3) * 300
+        picture.paste(colour, (x, y, x + 400, y + 300))
+    data = io.BytesIO()
+    picture.save(data, format='PNG')
+    decoded = embedder.decode(data.getvalue())
+    regions = embedder.embed_regions(decoded, grid_boxes(1200, 900), batch_size=4)
+    _, expected = reference(TEXTS[:1], [Image.new('RGB', (400, 300), c) for c in colours])
+    np.testing.assert_allclose(regions, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize('smallest_box', [None, 600, 300, 40])
@@ -238,12 +248,6 @@ def test_executor_search_text_image_and_bad_queries(encoder, embedder):
         assert doc.error is None
         np.testing.assert_allclose(doc.embedding, expected, atol=1e-5)
     assert out[5].embedding is None and 'query image' in out[5].error
-
-
-def test_executor_passes_other_endpoints_through(encoder):
-    docs = DocList[ImageDoc]([ImageDoc(id='x', text='left alone')])
-    out = encoder.passthrough(docs=docs)
-    assert out[0].embedding is None and out[0].error is None
 
 
 def test_flow_index_and_search(tiny_clip, tmp_path):

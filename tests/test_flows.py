@@ -40,13 +40,13 @@ def env(tiny_clip, tiny_owlvit, tiny_detector, tiny_dino, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def photo_folder(coco_images, tmp_path_factory) -> Path:
+def photo_folder(photo_paths, tmp_path_factory) -> Path:
     """A folder with real photos in a sub-folder, a duplicate, and files that are not images."""
     folder = tmp_path_factory.mktemp('photos')
     (folder / 'trip').mkdir()
-    for path in coco_images[:N_PHOTOS]:
+    for path in photo_paths[:N_PHOTOS]:
         shutil.copy(path, folder / 'trip' / path.name)
-    shutil.copy(coco_images[0], folder / 'copy-of-first.jpg')
+    shutil.copy(photo_paths[0], folder / 'copy-of-first.jpg')
     (folder / 'corrupt.jpg').write_bytes(b'not a jpeg')
     (folder / 'empty.png').write_bytes(b'')
     (folder / 'notes.txt').write_text('not an image, not crawled')
@@ -111,9 +111,10 @@ def test_text_search_returns_ranked_results_with_boxes_inside_the_image(query_cl
         assert 0 <= x1 < x2 <= r.width and 0 <= y1 < y2 <= r.height
 
 
-def test_image_query_finds_its_own_source_first(query_client, coco_images):
-    results = query_client.search(image=str(coco_images[3]), limit=3)
-    assert Path(results[0].uri).name == coco_images[3].name
+def test_image_query_finds_its_own_source_first(query_client, photo_paths):
+    for photo in (photo_paths[3], photo_paths[-1]):  # coco128's (where present) and synthetic
+        results = query_client.search(image=str(photo), limit=3)
+        assert Path(results[0].uri).name == photo.name
 
 
 def test_rerank_replaces_highlight_with_detected_box(query_client):
@@ -260,3 +261,26 @@ def test_cli_end_to_end(env, photo_folder, tmp_path):
     after = json.loads(_cli('--workspace', str(workspace), 'search', 'dog', '--json',
                             '--limit', '50').stdout)
     assert results[0]['id'] not in {r['id'] for r in after}
+
+
+@pytest.mark.parametrize('flow', ['index', 'serve'])
+def test_both_topologies_refuse_a_bad_request_before_writing_and_report_bad_items(
+        env, flow, tmp_path, monkeypatch):
+    """The index flow (branches joined) and the service's chain fail alike: a request that is
+    wrong as a whole is refused by the first executors it meets, before anything is written;
+    an item that cannot be indexed is reported and the rest is indexed."""
+    from loupe.sources import to_doc
+
+    monkeypatch.setenv(ENV_WORKSPACE, str(tmp_path / 'workspace'))
+    photo = jpeg_bytes(synthetic_image(seed=21))
+    with Loupe.local(flow) as client:
+        with pytest.raises(LoupeError, match=r'grid_rows must be an integer in \[1, 16\]'):
+            client.index([photo], parameters={'grid_rows': 2.5})
+        with pytest.raises(LoupeError, match='unknown parameter limit for /index'):
+            client.index([photo], parameters={'limit': 3})
+        assert client.exists([to_doc(photo).id]) == set()  # nothing of it was written
+        report = client.index([photo, b'not an image'])
+        assert len(report.indexed) == 1 and len(report.errors) == 1
+        assert 'not a readable image' in report.errors[0].reason
+        assert client.exists([to_doc(photo).id]) == {to_doc(photo).id}
+

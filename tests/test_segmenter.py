@@ -15,9 +15,10 @@ from loupe.constants import ENV_DETECTOR_MODEL, ENV_DINO_MODEL, STATUS_ERROR
 from loupe.errors import InvalidRequestError, ModelLoadError
 from loupe.images import DecodedImage, decode
 from loupe.schema import ImageDoc
-from loupe.segment import (
-    Candidates, Partitioner, Settings, connected_components, dino_grid, finalize,
-    grid_boxes, max_chunks, saliency_boxes)
+from loupe.segment import Partitioner, Settings, max_chunks
+from loupe.segmentation.dino import connected_components, dino_grid, saliency_boxes
+from loupe.segmentation.grid import grid_boxes
+from loupe.segmentation.proposals import Candidates, finalize
 
 
 def _decoded(width=320, height=240, seed=0) -> DecodedImage:
@@ -306,8 +307,10 @@ def test_dino_heads_propose_regions_of_each_head(partitioner, tiny_dino):
 
 def test_dino_env_checkpoint(tiny_dinov2, monkeypatch):
     monkeypatch.setenv(ENV_DINO_MODEL, tiny_dinov2)
-    p = Partitioner(method='dino', dino_size=56, device='cpu')
-    assert p.partition([_decoded()])[0][0].kind == 'whole'
+    p = Partitioner(method='dino', dino_size=56, device='cpu', min_box_area=0.0)
+    (proposals,) = p.partition([_decoded()])
+    assert {q.kind for q in proposals[1:]} == {'dino'}  # the model ran: it found regions
+    assert [key[1] for key in p.models._models] == [tiny_dinov2]  # and it is the env's
 
 
 # --- orientation, settings --------------------------------------------------------------------

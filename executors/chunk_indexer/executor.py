@@ -13,10 +13,11 @@ from jina import requests
 from loupe.ann import ChunkIndex
 from loupe.base_executor import LoupeExecutor
 from loupe.config import IndexerSettings
-from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK, STATUS_MISSING
+from loupe.constants import STATUS_MISSING
 from loupe.documents import mark_error
 from loupe.errors import InvalidRequestError
 from loupe.paths import executor_workspace
+from loupe.rank import chunk_match
 from loupe.schema import ImageDoc, Match
 
 INDEX_DIR = 'chunks'
@@ -72,13 +73,8 @@ class ChunkIndexer(LoupeExecutor):
             raise InvalidRequestError(f'query embeddings of one request differ in size: {sizes}')
         hits = self.chunk_index.search(np.stack(vectors), chunk_limit, checked.get('filter'))
         for doc, doc_hits in zip(queries, hits):
-            # construct: the values are already of the fields' types, and validating a hundred
-            # hits per query costs more than the search itself.
             doc.matches = DocList[Match](
-                Match.construct(parent_id=hit.parent_id, score=hit.similarity,
-                                scores={SCORE_CHUNK: hit.similarity}, highlight_box=hit.box,
-                                highlight_source=SOURCE_CHUNK, chunk_kind=hit.kind)
-                for hit in doc_hits)
+                chunk_match(hit.parent_id, hit.similarity, hit.box, hit.kind) for hit in doc_hits)
         return docs
 
     @requests(on='/delete')

@@ -14,14 +14,13 @@ from jina import requests
 
 from loupe import model_thread
 from loupe.base_executor import LoupeExecutor
-from loupe.boxes import to_list
 from loupe.config import RerankerSettings
-from loupe.constants import ENV_OWL_MODEL, SCORE_CHUNK, SCORE_FINAL, SCORE_RERANK, SOURCE_RERANKER
+from loupe.constants import ENV_OWL_MODEL
 from loupe.errors import ImageLoadError
 from loupe.images import DecodedImage, decode, source_bytes
 from loupe.models import service_checkpoint
 from loupe.paths import default_store_path
-from loupe.rerank import Reranker, box_is_evidence, combine_scores
+from loupe.rerank import Detection, Reranker, rerank_matches
 from loupe.schema import ImageDoc, Match
 from loupe.store import ParentStore, StoredImage
 
@@ -33,7 +32,7 @@ class OwlReranker(LoupeExecutor):
         s = self.settings
         self.reranker = Reranker(service_checkpoint(s.model, ENV_OWL_MODEL), device=s.device,
                                  half=s.half, batch_size=s.batch_size)
-        # By default, where the flows' parent storage writes ($LOUPE_WORKSPACE/ParentStorage/images).
+        # By default where the flows' parent storage writes: loupe.paths.default_store_path.
         self.image_store = s.image_store or str(default_store_path())
         self._store: Optional[ParentStore] = None
         self._store_lock = threading.Lock()
@@ -60,26 +59,26 @@ class OwlReranker(LoupeExecutor):
         has_text = bool(doc.text and doc.text.strip())
         if not has_text and not (doc.blob or doc.uri):
             return
-        head, tail = list(doc.matches[:top_k]), list(doc.matches[top_k:])
-        found = [(m, im) for m, im in zip(head, self._images(head)) if im is not None]
-        if not found:
-            return
-        if has_text:
-            query = self.reranker.text_query(doc.text)
-        else:
-            query = self.reranker.image_query(
-                decode(source_bytes(doc.blob, doc.uri), min_side=self.reranker.input_size))
-        detections = self.reranker.detect([im for _, im in found], query)
-        for (match, _), detection in zip(found, detections):
-            first_stage = match.scores.get(SCORE_CHUNK, match.score)
-            match.score = combine_scores(first_stage, detection.score, weight)
-            match.scores[SCORE_RERANK] = detection.score
-            match.scores[SCORE_FINAL] = match.score
-            if box_is_evidence(detection, self.settings.min_detection_score):
-                match.highlight_box = to_list(detection.box)
-                match.highlight_source = SOURCE_RERANKER
-        head.sort(key=lambda m: m.score, reverse=True)
-        doc.matches = DocList[Match](head + tail)
+
+        def detect(head: List[Match]) -> List[Optional[Detection]]:
+            images = self._images(head)
+            found = [i for i, image in enumerate(images) if image is not None]
+            out: List[Optional[Detection]] = [None] * len(head)
+            if not found:
+                return out
+            if has_text:
+                query = self.reranker.text_query(doc.text)
+            else:
+                query = self.reranker.image_query(
+                    decode(source_bytes(doc.blob, doc.uri),
+                           min_side=self.reranker.input_size))
+            for i, detection in zip(found, self.reranker.detect([images[i] for i in found],
+                                                                query)):
+                out[i] = detection
+            return out
+
+        doc.matches = DocList[Match](rerank_matches(doc.matches, top_k, detect, weight,
+                                                    self.settings.min_detection_score))
 
     def _images(self, matches: List[Match]) -> List[Optional[DecodedImage]]:
         store = self._open_store()

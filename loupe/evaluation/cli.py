@@ -12,6 +12,7 @@ from typing import Callable, Dict
 from loupe.constants import (
     DEFAULT_CLIP_MODEL, DEFAULT_DETECTOR_MODEL, DEFAULT_DINO_MODEL, DEFAULT_OWL_MODEL,
     ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL)
+from loupe.config import EncoderSettings, RankerSettings
 from loupe.errors import InvalidRequestError
 from loupe.evaluation.defaults import (
     DEFAULT_CAPTIONS_PER_IMAGE, DEFAULT_METHODS, DEFAULT_MIN_SIDE, DEFAULT_PROMPT,
@@ -51,13 +52,15 @@ def _parents() -> Dict[str, argparse.ArgumentParser]:
 
     clip = argparse.ArgumentParser(add_help=False)
     clip.add_argument('--clip-model', help=f'${ENV_CLIP_MODEL} or {DEFAULT_CLIP_MODEL}')
-    clip.add_argument('--batch-size', type=_positive, default=32, help='CLIP batch size')
+    clip.add_argument('--batch-size', type=_positive, default=EncoderSettings.batch_size,
+                      help='CLIP batch size')
 
     ranking = argparse.ArgumentParser(add_help=False)
-    ranking.add_argument('--aggregation', default='max',
+    ranking.add_argument('--aggregation', default=RankerSettings.aggregation,
                          help='chunk scores -> image score, as the ranker: max (default), mean, '
                               'sum_top_k')
-    ranking.add_argument('--top-k', type=_positive, default=3, help='for sum_top_k')
+    ranking.add_argument('--top-k', type=_positive, default=RankerSettings.top_k,
+                         help='for sum_top_k')
     ranking.add_argument('--rerank', action='store_true',
                          help='also evaluate each method with the OWL reranker on')
     ranking.add_argument('--owl-model', help=f'${ENV_OWL_MODEL} or {DEFAULT_OWL_MODEL}')
