@@ -1,6 +1,7 @@
 """OWL-ViT / OWLv2 reranking: detections in original pixels, batching, and the executor."""
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from docarray import DocList
@@ -20,7 +21,8 @@ from loupe.constants import (
 )
 from loupe.errors import ConfigError, InvalidRequestError, ModelLoadError
 from loupe.images import DecodedImage, decode
-from loupe.rerank import Reranker, check_weight, combine_scores
+from loupe.boxes import generalized_iou
+from loupe.rerank import Detection, Reranker, check_weight, combine_scores, rerank_matches
 from loupe.schema import ImageDoc, Match
 from loupe.store import ParentStore, build_record
 
@@ -257,6 +259,33 @@ def test_combined_score(weight, expected):
 def test_bad_weight_is_rejected(weight):
     with pytest.raises(InvalidRequestError):
         check_weight(weight)
+
+
+def test_the_rerank_step_rescores_reboxes_and_resorts_the_head_only():
+    """Known answers for the step the executor and loupe eval share (weight 0.5)."""
+    def match(parent, score):
+        return Match(parent_id=parent, score=score, scores={'chunk': score},
+                     highlight_box=[0.0, 0.0, 9.0, 9.0], highlight_source='chunk')
+
+    detections = {'a': Detection(0.05, [5.0, 5.0, 6.0, 6.0]),  # too weak to move the box
+                  'b': Detection(0.8, [1.0, 2.0, 3.0, 4.0]), 'c': None}  # c: no image
+    out = rerank_matches([match('a', 0.30), match('b', 0.25), match('c', 0.20),
+                          match('d', 0.10)], 3, lambda head: [detections[m.parent_id]
+                                                               for m in head], 0.5)
+    assert [(m.parent_id, round(m.score, 6)) for m in out] == [
+        ('b', 0.525), ('c', 0.2), ('a', 0.175), ('d', 0.1)]
+    b, c, a, d = out
+    assert (b.highlight_box, b.highlight_source) == ([1.0, 2.0, 3.0, 4.0], 'reranker')
+    assert b.scores == {'chunk': 0.25, 'rerank': 0.8, 'final': 0.525}
+    assert (a.highlight_box, a.highlight_source) == ([0.0, 0.0, 9.0, 9.0], 'chunk')
+    assert 'rerank' not in c.scores and 'rerank' not in d.scores
+
+
+def test_generalized_iou_known_values():
+    # Apart, the enclosing box's empty share is subtracted: [0,0,1,1] and [2,0,3,1] leave 1 of 3.
+    got = generalized_iou([[0, 0, 1, 1], [0, 0, 2, 2]], [[0, 0, 1, 1], [2, 0, 3, 1], [1, 1, 3, 3]])
+    np.testing.assert_allclose(got, [[1.0, -1 / 3, -4 / 9], [0.25, -1 / 6, 1 / 7 - 2 / 9]],
+                               atol=1e-6)
 
 
 # -- executor -----------------------------------------------------------------------------------
