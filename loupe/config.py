@@ -223,6 +223,9 @@ class RankerSettings:
                                            choices=AGGREGATIONS))
     top_k: int = setting(3, Spec(int, 'chunks summed by sum_top_k', min=1, cap=100))
     limit: int = setting(10, spec_of(IndexerSettings, 'limit'))
+    image_store: Optional[str] = setting(None, Spec(
+        str, "the parent store's LMDB folder, read to rank only completely written images; "
+        'null: $LOUPE_WORKSPACE/ParentStorage/images', nullable=True))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ LMDB serves readers in other processes (the reranker) while this one writes.
 """
 import io
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional
 
@@ -209,3 +210,32 @@ def _own_preview(data: bytes, preview_size: int) -> bool:
         return (img.format == 'JPEG' and img.mode in ('RGB', 'L')
                 and max(img.size) <= preview_size and len(data) <= img.width * img.height
                 and img.getexif().get(_ORIENTATION, 1) == 1)
+
+
+class StoreReader:
+    """The root store opened read-only on first use, from another process than its writer;
+    None until it exists (a flow's first search may come before its first image)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._store: Optional[ParentStore] = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Optional[ParentStore]:
+        if self._store is None and self.path:
+            with self._lock:
+                if self._store is None:
+                    try:
+                        self._store = ParentStore(self.path, readonly=True)
+                    except (FileNotFoundError, lmdb.Error):
+                        return None
+        return self._store
+
+    def stored(self, ids: Iterable[str]) -> Optional[set]:
+        """Which of ``ids`` have a parent record; None when there is no store to ask."""
+        store = self.get()
+        return None if store is None else set(store.get_many(ids, preview=False))
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

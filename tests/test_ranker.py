@@ -63,8 +63,8 @@ def test_unknown_aggregation_lists_valid_ones():
         Ranker(aggregation='median')
 
 
-def test_executor_request_overrides_and_errors():
-    ranker = Ranker(limit=2)
+def test_executor_request_overrides_and_errors(tmp_path):
+    ranker = Ranker(limit=2, image_store=str(tmp_path / 'no-store'))
     docs = DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](HITS)),
                               ImageDoc(text='', error='empty query')])
     (out, failed) = ranker.rank(docs, parameters={'aggregation': 'mean', 'limit': 3})
@@ -77,11 +77,28 @@ def test_executor_request_overrides_and_errors():
     assert not ranker.rank(None, parameters={})
 
 
-def test_flow():
+def test_images_without_a_parent_record_take_no_slot(tmp_path):
+    from conftest import jpeg_bytes, synthetic_image
+    from loupe.store import ParentStore, build_record
+
+    store = ParentStore(tmp_path / 'store')
+    store.put([build_record(p, jpeg_bytes(synthetic_image(seed=i))) for i, p in enumerate('ac')])
+    store.close()  # LMDB: one environment per path and process (the writer runs elsewhere)
+    ranker = Ranker(limit=2, image_store=str(tmp_path / 'store'))
+    try:
+        (out,) = ranker.rank(DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](HITS))]),
+                             parameters={'aggregation': 'mean'})
+        assert [m.parent_id for m in out.matches] == ['a', 'c']  # 'b' (best by mean) is gone
+    finally:
+        ranker.close()
+
+
+def test_flow(tmp_path):
     from jina import Flow
 
     docs = DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](HITS))])
-    with Flow(protocol='grpc', host='127.0.0.1').add(uses=Ranker) as f:
+    with Flow(protocol='grpc', host='127.0.0.1').add(
+            uses=Ranker, uses_with={'image_store': str(tmp_path / 'no-store')}) as f:
         (out,) = f.post('/search', inputs=docs, parameters={'limit': 2},
                         return_type=DocList[ImageDoc])
     assert [m.parent_id for m in out.matches] == ['a', 'b']
