@@ -14,6 +14,7 @@ from loupe.ann import ChunkIndex
 from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK, STATUS_MISSING
 from loupe.docs import mark_error
 from loupe.errors import InvalidRequestError
+from loupe.explore import endpoints as explore
 from loupe.params import positive_int
 from loupe.schema import ImageDoc, Match
 from loupe.settings import executor_workspace
@@ -37,6 +38,7 @@ class ChunkIndexer(Executor):
             executor_workspace(self) / INDEX_DIR, precision=precision, connectivity=connectivity,
             expansion_add=expansion_add, expansion_search=expansion_search, save_every=save_every,
             rebuild=rebuild)
+        self.whole = explore.whole_vectors(self.chunk_index)
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
@@ -49,6 +51,7 @@ class ChunkIndexer(Executor):
                 continue
             items.append((doc.id, doc.chunks, doc.tags))
         stored = self.chunk_index.upsert_many(items)
+        self.whole.invalidate()
         if items:
             self.logger.info(f'indexed {stored} chunks of {len(items)} images')
         for doc in docs or ():
@@ -82,9 +85,25 @@ class ChunkIndexer(Executor):
                 for hit in doc_hits)
         return docs
 
+    @requests(on='/recommend')
+    def recommend(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+                  **kwargs) -> DocList[ImageDoc]:
+        return explore.recommend(self.whole, docs, parameters)
+
+    @requests(on='/duplicates')
+    def duplicates(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+                   **kwargs) -> DocList[ImageDoc]:
+        return explore.semantic_edges(self.whole, docs, parameters)
+
+    @requests(on='/map')
+    def map(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+            **kwargs) -> DocList[ImageDoc]:
+        return explore.project(self.whole, docs, parameters)
+
     @requests(on='/delete')
     def delete(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         removed = self.chunk_index.delete(doc.id for doc in docs or ())
+        self.whole.invalidate()
         self.logger.info(f'removed {removed} chunks')
         return docs
 
