@@ -558,6 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command('stop', "stop the workspace's service", cmd_stop)
 
+    from loupe.explore.cli import add_parsers as add_explore_parsers
+
+    add_explore_parsers(command, _loupe)
+
     from loupe.evaluation.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)

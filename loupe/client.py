@@ -15,6 +15,7 @@ from docarray import DocList
 
 from loupe.constants import DEFAULT_PORT, STATUS_ERROR, STATUS_INDEXED
 from loupe.errors import ImageLoadError, InvalidRequestError, LoupeError
+from loupe.explore.client import ExploreMixin
 from loupe.flows import jina_defaults, load_flow
 from loupe.guard import api_key as configured_key
 from loupe.results import Result, page, result_from_match  # noqa: F401 (Result: API)
@@ -44,7 +45,7 @@ def _check(response: DocList[ImageDoc]) -> DocList[ImageDoc]:
     return response
 
 
-class Loupe:
+class Loupe(ExploreMixin):
     def __init__(self, target):
         self.target = target
         self.routed: Optional[str] = None  # the CLI: the service address it was sent to

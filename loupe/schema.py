@@ -37,6 +37,17 @@ class Match(*CODEC, BaseDoc):
     highlight_source: Optional[str] = None  # loupe.constants.SOURCE_*
     chunk_kind: Optional[str] = None  # kind of the best-matching chunk
     preview: Optional[bytes] = None  # JPEG of the image, only when a search asks `with_preview`
+    # /recommend: an image whose vote would teach the model most (not part of the ranking)
+    ask: bool = False
+    # /duplicates: the member's group, and the edge that joined it (method, other member id)
+    group: Optional[int] = None
+    joined_by: Optional[str] = None
+    joined_to: Optional[str] = None
+    position: Optional[List[float]] = None  # /map: [x, y] of the 2-D projection, in [0, 1]
+
+    @validator('tags', 'scores', 'uris', pre=True, always=True)
+    def _empty_when_null(cls, value, field):
+        return field.default_factory() if value is None else value
 
 
 class Term(*CODEC, BaseDoc):

@@ -7,17 +7,21 @@ LMDB serves readers in other processes (the reranker) while this one writes.
 import io
 import json
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional
 
 import lmdb
 from PIL import Image
 
-from loupe.images import content_hash, decode, image_size, preview_jpeg
+from loupe.images import DecodedImage, content_hash, decode, image_size, preview_jpeg
 from loupe.lmdb_env import GrowingEnv
 
 _META, _PREVIEW = 'meta', 'preview'
 _ORIENTATION = 0x0112  # EXIF tag
+# pHash input: the decoder may reduce a JPEG until its shorter side is this (pHash itself
+# works on 32x32), so hashing costs a cheap reduced decode.
+PHASH_SIDE = 128
 
 
 @dataclass
@@ -30,6 +34,8 @@ class StoredImage:
     uri: Optional[str] = None  # the latest path or URL it was indexed under
     tags: Dict = field(default_factory=dict)
     uris: List[str] = field(default_factory=list)  # every path or URL it was indexed under
+    phash: Optional[str] = None  # 64-bit perceptual hash, 16 hex digits (imagehash.phash)
+    added: float = 0.0  # when the content was first stored (seconds since the epoch)
 
     def __post_init__(self):
         if self.uri and self.uri not in self.uris:
@@ -81,6 +87,7 @@ class ParentStore:
             meta['tags'] = {**old.get('tags', {}), **meta['tags']}
             known = old.get('uris') or ([old['uri']] if old.get('uri') else [])
             meta['uris'] = list(dict.fromkeys([*known, *meta['uris']]))
+            meta['added'] = old.get('added') or meta['added']  # first stored
         txn.put(key, json.dumps(meta).encode(), db=dbs[_META])
         txn.put(key, rec.preview, db=dbs[_PREVIEW])
 
@@ -191,15 +198,24 @@ def build_record(id_: str, data: bytes, uri: Optional[str] = None, tags: Optiona
     """Decode ``data`` once (at reduced size where the format allows) into a record to store."""
     width, height = image_size(data)
     if _own_preview(data, preview_size):
-        # The whole stream is still decoded (at 1/8 scale, cheaply): a broken file fails here.
-        decode(data, min_side=1)
+        # The whole stream is still decoded (at reduced scale, cheaply): a broken file fails here.
+        decoded = decode(data, min_side=PHASH_SIDE)
         preview = data
     else:
         # Ask the decoder for just enough pixels that the longest side still reaches preview_size.
         min_side = max(1, round(preview_size * min(width, height) / max(width, height)))
-        preview = preview_jpeg(decode(data, min_side=min_side), preview_size)
+        decoded = decode(data, min_side=min_side)
+        preview = preview_jpeg(decoded, preview_size)
     return StoredImage(id=id_, width=width, height=height, content_hash=content_hash(data),
-                       preview=preview, uri=uri, tags=dict(tags or {}))
+                       preview=preview, uri=uri, tags=dict(tags or {}),
+                       phash=perceptual_hash(decoded), added=time.time())
+
+
+def perceptual_hash(decoded: DecodedImage) -> str:
+    """imagehash's pHash (DCT of the 32x32 greyscale image, 64 bits) as 16 hex digits."""
+    import imagehash  # scipy and PyWavelets: imported where images are stored, not read
+
+    return str(imagehash.phash(decoded.image))
 
 
 def _own_preview(data: bytes, preview_size: int) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import jpeg_bytes, synthetic_image
+from conftest import environment, jpeg_bytes, synthetic_image
 from loupe.boxes import as_boxes
 from loupe import tiny_models
 from loupe.client import Loupe
@@ -29,14 +29,8 @@ def env(tiny_clip, tiny_owlvit, tiny_detector, tiny_dino, tmp_path_factory):
     values = {ENV_CLIP_MODEL: tiny_clip, ENV_OWL_MODEL: tiny_owlvit,
               ENV_DETECTOR_MODEL: tiny_detector, ENV_DINO_MODEL: tiny_dino,
               ENV_WORKSPACE: str(tmp_path_factory.mktemp('workspace'))}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    yield values
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment(values):
+        yield values
 
 
 @pytest.fixture(scope='module')

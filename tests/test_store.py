@@ -163,3 +163,15 @@ def _rotated_exif() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees: width and height swap
     return exif.tobytes()
+
+
+def test_records_carry_a_perceptual_hash_and_when_first_stored(tmp_path):
+    store = RootStore(tmp_path / 'db', map_size=1 << 20)
+    store.put([record(i) for i in range(30)])
+    records = list(store.records())
+    assert [r.id for r in records] == sorted(f'id{i}' for i in range(30))
+    assert all(len(r.phash) == 16 and not r.preview for r in records)
+    assert records[0].phash != records[1].phash
+    first = store.get('id3').added
+    store.put([record(3)])  # indexed again: still first stored then
+    assert store.get('id3').added == first > 0

@@ -18,6 +18,7 @@ from loupe.documents import mark_error
 from loupe.errors import InvalidRequestError
 from loupe.paths import executor_workspace
 from loupe.rank import chunk_match
+from loupe.explore import endpoints as explore
 from loupe.schema import ImageDoc, Match
 
 INDEX_DIR = 'chunks'
@@ -35,6 +36,7 @@ class ChunkIndexer(LoupeExecutor):
             executor_workspace(self) / INDEX_DIR, precision=s.precision,
             connectivity=s.connectivity, expansion_add=s.expansion_add,
             expansion_search=s.expansion_search, save_every=s.save_every, rebuild=s.rebuild))
+        self.whole = explore.whole_vectors(self.chunk_index)
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
@@ -49,6 +51,7 @@ class ChunkIndexer(LoupeExecutor):
                 continue
             items.append((doc.id, doc.chunks, doc.tags))
         stored = self.chunk_index.upsert_many(items)
+        self.whole.invalidate()
         if items:
             self.logger.info(f'indexed {stored} chunks of {len(items)} images')
         for doc in docs or ():
@@ -77,11 +80,27 @@ class ChunkIndexer(LoupeExecutor):
                 chunk_match(hit.parent_id, hit.similarity, hit.box, hit.kind) for hit in doc_hits)
         return docs
 
+    @requests(on='/recommend')
+    def recommend(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+                  **kwargs) -> DocList[ImageDoc]:
+        return explore.recommend(self.whole, docs, parameters)
+
+    @requests(on='/duplicates')
+    def duplicates(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+                   **kwargs) -> DocList[ImageDoc]:
+        return explore.semantic_edges(self.whole, docs, parameters)
+
+    @requests(on='/map')
+    def map(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+            **kwargs) -> DocList[ImageDoc]:
+        return explore.project(self.whole, docs, parameters)
+
     @requests(on='/delete')
     def delete(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                **kwargs) -> DocList[ImageDoc]:
         self.check_request('/delete', docs, parameters)
         removed = self.chunk_index.delete(doc.id for doc in docs or ())
+        self.whole.invalidate()
         self.logger.info(f'removed {removed} chunks')
         return docs
 

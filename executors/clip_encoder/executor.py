@@ -112,6 +112,15 @@ class ClipEncoder(LoupeExecutor):
         except InvalidRequestError as e:
             doc.error = str(e)
 
+    @requests(on='/map')
+    def map(self, docs: DocList[ImageDoc], parameters: dict = None,
+            **kwargs) -> DocList[ImageDoc]:
+        """A map is coloured by similarity to a text query, when the request has one."""
+        texts = DocList[ImageDoc](d for d in docs or () if d.text and d.text.strip())
+        if texts:
+            self.search(texts, parameters)
+        return docs
+
     def _query_images(self, docs: List[ImageDoc], embedded: List[ImageDoc]) -> Iterator[Image.Image]:
         for doc in docs:
             try:

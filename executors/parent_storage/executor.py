@@ -9,6 +9,7 @@ from loupe.config import StorageSettings
 from loupe.constants import STATUS_DELETED, STATUS_INDEXED, STATUS_MISSING
 from loupe.documents import mark_error, slim
 from loupe.errors import ImageLoadError
+from loupe.explore import endpoints as explore
 from loupe.images import source_bytes
 from loupe.paths import STORE_DIR, executor_workspace
 from loupe.schema import ImageDoc, Match
@@ -65,6 +66,22 @@ class ParentStorage(LoupeExecutor):
                 match.preview = rec.preview or None
             doc.matches = DocList[Match](kept)
         return slim(docs)
+
+    @requests(on='/recommend')
+    def recommend(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+                  **kwargs) -> DocList[ImageDoc]:
+        return self.search(docs, parameters)
+
+    @requests(on='/duplicates')
+    def duplicates(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+                   **kwargs) -> DocList[ImageDoc]:
+        return explore.duplicate_groups(self.store, docs, parameters)
+
+    @requests(on='/map')
+    def map(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
+            **kwargs) -> DocList[ImageDoc]:
+        self.search(docs, {'with_preview': True})
+        return explore.thumbnails(docs, parameters)
 
     @requests(on='/delete')
     def delete(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
