@@ -292,6 +292,9 @@ class ChunkIndex:
                 next_key = self._meta('next_key', 0, txn)
                 removed, added = [], {}
                 for parent_id, chunks, tags, vectors in prepared:
+                    old = txn.get(_parent_key(parent_id), db=self._dbs[_PARENTS])
+                    if old is not None:  # re-indexed: its tags merge, as in root storage
+                        tags = {**json.loads(old)['tags'], **tags}
                     for key in self._drop_parent(txn, parent_id):
                         if added.pop(key, None) is None:
                             removed.append(key)

@@ -29,6 +29,7 @@ from loupe.guard import ENV_API_KEY
 _SERVE_CHILD = '_LOUPE_SERVE_CHILD'  # set in the service's process: the parent's pid
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _CLOSE_SECONDS = 30  # for the flow to close in order once told to stop
+SERVE_COMMAND = 'loupe serve'  # how a service names itself in the workspace's owner record
 METHODS = PARTITION_METHODS
 
 
@@ -60,6 +61,8 @@ def _server(args) -> Optional[str]:
     if found is None:
         return None
     address = ws.service_address(workspace)
+    if address is None and found.command == SERVE_COMMAND:  # starting: wait until it listens
+        address = ws.wait_for_service(workspace, timeout=600)
     if address is None:
         raise ws.WorkspaceBusyError(f'workspace {workspace} is in use by {found.describe()}')
     ws.touch_used(workspace)
@@ -379,7 +382,7 @@ def _serve(args) -> int:
     ports = [args.port] if args.no_http else [args.port, args.http_port]
     protocols = ['grpc'] if args.no_http else ['grpc', 'http']
     workspace = _workspace()
-    with quiet.stdout_to_stderr(), held(workspace, 'loupe serve') as lock:
+    with quiet.stdout_to_stderr(), held(workspace, SERVE_COMMAND) as lock:
         flow = load_flow(args.flow, host=args.host, port=ports if len(ports) > 1 else ports[0],
                          protocol=protocols if len(protocols) > 1 else protocols[0])
         with flow:
@@ -442,10 +445,12 @@ class _Help(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ''
-        if '(default' in text or not action.option_strings or action.nargs == 0:
+        if '(default' in text or not action.option_strings or action.nargs == 0 or \
+                action.required:
             return text  # flags (store_true and the like) are off unless given
         if action.default is None or action.default is argparse.SUPPRESS:
-            return f'{text} (default: none)'
+            # "$LOUPE_X or Y" already says what applies when the option is not given
+            return text if '$' in text else f'{text} (default: none)'
         return f'{text} (default: %(default)s)'
 
 
@@ -564,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from loupe.evaluation.cli import add_parser as add_eval_parser
 
-    add_eval_parser(sub)
+    add_eval_parser(sub, formatter_class=_Help)
 
     p = command('tiny-models', 'build tiny random models (no hub access needed) and print the '
                                'environment settings that select them', cmd_tiny_models)
@@ -596,7 +601,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from loupe import quiet
     from loupe.flows import jina_defaults
 
-    quiet.configure(args.verbose or args.command == 'serve' and args.verbose)
+    quiet.configure(args.verbose)
     jina_defaults()
     # Jina's hub client imports pkg_resources, whose deprecation warning is noise to a user.
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')

@@ -209,13 +209,17 @@ class Loupe(ExploreMixin):
         return report
 
     def resolve(self, item: Source) -> str:
-        """The image id of a file (by content), a recorded path or URL, or an id (or its prefix)."""
+        """The image id of a file (by its content, else by the path it was indexed under: a
+        file edited since), a recorded path or URL (a file gone since), or an id."""
         if isinstance(item, bytes):
             return to_doc(item).id
         text = str(item)
         path = Path(text).expanduser()
         if path.is_file():
-            return to_doc(str(path)).id
+            content_id = to_doc(str(path)).id
+            if self.exists([content_id]):
+                return content_id
+            return self.find_uris([str(path.resolve())]).get(str(path.resolve()), content_id)
         uri = text if is_url(text) else str(path.resolve())
         found = self.find_uris([uri]).get(uri)
         if found:

@@ -227,7 +227,8 @@ def test_served_search_sees_images_indexed_after_start(server, tmp_path):
                                      headers={'Content-Type': 'application/json'})
     with urllib.request.urlopen(request, timeout=60) as response:
         data = json.load(response)['data']
-    assert data[0]['matches'][0]['parent_id'] == report_id(client, picture)
+    match = data[0]['matches'][0]
+    assert match['parent_id'] == match['id'] == report_id(client, picture)  # the image's id
 
 
 def report_id(client, picture) -> str:

@@ -136,3 +136,21 @@ def test_store_keeps_every_path_and_merges_tags(tmp_path):
     assert rec.tags == {'album': 'trip', 'x': 1}
     assert rec.uris == ['/a/1.jpg', '/c/moved.jpg']
     store.close()
+
+
+_IDLE = textwrap.dedent('''
+    import sys, time
+    from loupe.service import watch_idle
+    watch_idle(sys.argv[1], minutes=0.02)  # 1.2 s without a command
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:
+        print('stopped when idle', flush=True)
+''')
+
+
+def test_a_service_without_commands_stops_itself(tmp_path):
+    result = subprocess.run([sys.executable, '-c', _IDLE, str(tmp_path)], capture_output=True,
+                            text=True, timeout=100)
+    assert result.stdout.strip() == 'stopped when idle'
+    assert 'no command for 0.02 min' in result.stderr

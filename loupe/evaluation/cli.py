@@ -72,11 +72,12 @@ def _parents() -> Dict[str, argparse.ArgumentParser]:
     return {'common': common, 'methods': methods, 'clip': clip, 'ranking': ranking}
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     """Add ``eval`` and its four evaluations to the ``loupe`` command's subparsers."""
     parent = _parents()
     p = subparsers.add_parser(
         'eval', help='measure localisation and retrieval on annotated data',
+        formatter_class=formatter_class,
         description='Measure localisation and retrieval on an annotated data set: prints a '
                     'table; --json FILE writes every figure, --plot DIR charts. Model flags '
                     'take a hub id or a local folder; precedence: flag > LOUPE_*_MODEL '
@@ -84,7 +85,8 @@ def add_parser(subparsers) -> None:
     evaluations = p.add_subparsers(dest='evaluation', required=True)
 
     def add(name, run, parents, help):
-        q = evaluations.add_parser(name, parents=[parent[n] for n in parents], help=help)
+        q = evaluations.add_parser(name, parents=[parent[n] for n in parents], help=help,
+                                   formatter_class=formatter_class)
         q.set_defaults(func=cmd_eval, run=run)
         return q
 
