@@ -166,7 +166,7 @@ def _rotated_exif() -> bytes:
 
 
 def test_records_carry_a_perceptual_hash_and_when_first_stored(tmp_path):
-    store = RootStore(tmp_path / 'db', map_size=1 << 20)
+    store = ParentStore(tmp_path / 'db', map_size=1 << 20)
     store.put([record(i) for i in range(30)])
     records = list(store.records())
     assert [r.id for r in records] == sorted(f'id{i}' for i in range(30))

@@ -14,7 +14,7 @@ from loupe.explore import params as P
 from loupe.explore.groups import SEMANTIC
 from loupe.images import decode, preview_jpeg
 from loupe.schema import ImageDoc, Match
-from loupe.store import RootStore
+from loupe.store import ParentStore
 
 MODEL_TAG = 'model'  # /recommend: which rule ranked (similarity or svm), in the doc's tags
 
@@ -103,7 +103,7 @@ def thumbnails(docs, parameters) -> DocList[ImageDoc]:
     return _guarded(_request(docs), work)
 
 
-def duplicate_groups(store: RootStore, docs, parameters) -> DocList[ImageDoc]:
+def duplicate_groups(store: ParentStore, docs, parameters) -> DocList[ImageDoc]:
     """Exact and perceptual pairs from the store, the indexer's semantic edges, grouped."""
     def work(doc):
         from loupe.explore import service
