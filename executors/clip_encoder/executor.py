@@ -1,4 +1,4 @@
-"""Jina wrapper of loupe.clip: chunk embeddings at /index, query embeddings at /search."""
+"""Jina wrapper of loupe.embedder: chunk embeddings at /index, query embeddings at /search."""
 from typing import Iterator, List, Optional
 
 from docarray import DocList
@@ -7,7 +7,7 @@ from PIL import Image
 
 from loupe import model_thread
 from loupe.boxes import as_boxes
-from loupe.clip import ClipEmbedder
+from loupe.embedder import Embedder
 from loupe.docs import mark_error
 from loupe.errors import ImageLoadError, InvalidRequestError
 from loupe.images import source_bytes
@@ -19,9 +19,10 @@ class ClipEncoder(Executor):
     """Sets ``chunk.embedding`` for every chunk at /index and ``doc.embedding`` at /search."""
 
     def __init__(self, model: Optional[str] = None, batch_size: int = 32, device: str = 'auto',
-                 half: bool = False, **kwargs):
+                 precision: str = 'fp32', **kwargs):
         super().__init__(**kwargs)
-        self.embedder = ClipEmbedder(model, batch_size=batch_size, device=device, half=half)
+        self.embedder = Embedder(model, batch_size=batch_size, device=device,
+                                 precision=precision)
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], parameters: dict = None,

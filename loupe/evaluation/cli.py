@@ -12,7 +12,7 @@ from typing import Callable, Dict
 
 from loupe.constants import (
     DEFAULT_CLIP_MODEL, DEFAULT_DETECTOR_MODEL, DEFAULT_DINO_MODEL, DEFAULT_OWL_MODEL,
-    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL)
+    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL, PRECISIONS)
 from loupe.errors import InvalidRequestError
 from loupe.evaluation.defaults import (
     DEFAULT_CAPTIONS_PER_IMAGE, DEFAULT_METHODS, DEFAULT_MIN_SIDE, DEFAULT_PROMPT,
@@ -52,7 +52,9 @@ def _parents() -> Dict[str, argparse.ArgumentParser]:
 
     clip = argparse.ArgumentParser(add_help=False)
     clip.add_argument('--clip-model', help=f'${ENV_CLIP_MODEL} or {DEFAULT_CLIP_MODEL}')
-    clip.add_argument('--batch-size', type=_positive, default=32, help='CLIP batch size')
+    clip.add_argument('--batch-size', type=_positive, default=32, help='encoder batch size')
+    clip.add_argument('--precision', default='fp32', choices=PRECISIONS,
+                      help='encoder precision (see loupe.precision): fp32, int8, bf16, fp16')
 
     ranking = argparse.ArgumentParser(add_help=False)
     ranking.add_argument('--aggregation', default='max',
@@ -111,9 +113,10 @@ def _partitioner(args):
 
 
 def _embedder(args):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
-    return ClipEmbedder(args.clip_model, batch_size=args.batch_size, device=args.device)
+    return Embedder(args.clip_model, batch_size=args.batch_size, device=args.device,
+                    precision=args.precision)
 
 
 def _boxes(args):
