@@ -217,11 +217,13 @@ class Embedder:
         return self._normalised(out)
 
     @torch.inference_mode()
-    def _image_batch(self, prepared) -> np.ndarray:
-        inputs = self._to_device(prepared)
+    def forward_images(self, inputs: dict) -> np.ndarray:
+        """The model step alone, on ``preprocess``'s output (the benchmarks' bare model)."""
         with self._context():
-            out = self.model.get_image_features(**inputs)
-        return self._normalised(out)
+            return self._normalised(self.model.get_image_features(**inputs))
+
+    def _image_batch(self, prepared) -> np.ndarray:
+        return self.forward_images(self._to_device(prepared))
 
     @staticmethod
     def _normalised(out) -> np.ndarray:

@@ -233,3 +233,29 @@ def test_prefetch_stops_the_producer_when_the_consumer_stops():
     count = len(produced)
     assert count <= 3 + 1 + 2 + 1  # consumed + in the queue + one being put
     assert len(produced) == count  # and it does not go on
+
+
+# -- catalogue -------------------------------------------------------------------------------
+
+def test_catalogue_names_a_source_for_every_figure_and_a_known_family():
+    from loupe import catalogue
+    from loupe.families import FAMILIES
+
+    assert {c.family for c in catalogue.CHECKPOINTS} == set(FAMILIES)  # every family covered
+    for c in catalogue.CHECKPOINTS:
+        for r in c.retrieval:
+            assert r.source and 0 < r.text_to_image <= 100 and 0 < r.image_to_text <= 100
+    table = catalogue.markdown()
+    assert all(f'`{c.hub_id}`' in table for c in catalogue.CHECKPOINTS)
+    assert all(r.source in table for c in catalogue.CHECKPOINTS for r in c.retrieval)
+
+
+def test_loupe_models_lists_families_and_checkpoints(capsys):
+    import json
+
+    from loupe.cli import main
+
+    assert main(['models', '--json']) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out['families']) == set(ENCODER_BUILDERS)
+    assert 'google/siglip2-base-patch16-naflex' in {c['hub_id'] for c in out['checkpoints']}
