@@ -12,6 +12,7 @@ patching) run as they are. Decoding and preprocessing of the next batch run on a
 while the model works on the current one.
 """
 import math
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Iterable, Iterator, List, Optional, Sequence
 
@@ -27,7 +28,7 @@ from loupe.constants import DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL
 from loupe.errors import InvalidRequestError, ModelLoadError
 from loupe.images import DecodedImage, decode, image_size
 from loupe.models import from_pretrained, resolve_checkpoint, resolve_device
-from loupe.prefetch import prefetch
+from loupe.prefetch import ordered_map, prefetch
 
 
 def check_batch_size(value) -> int:
@@ -110,10 +111,6 @@ class _Pixels:
         top, left = (arr.shape[0] - crop_h) // 2, (arr.shape[1] - crop_w) // 2
         return arr[top:top + crop_h, left:left + crop_w]
 
-    def stack(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(N, H, W, 3) uint8: the part that may run on another thread (no torch threads)."""
-        return np.stack([self(img) for img in images])
-
     def normalise(self, uint8: np.ndarray, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
         x = torch.from_numpy(uint8).to(device).permute(0, 3, 1, 2).float().contiguous()
@@ -126,7 +123,14 @@ class Embedder:
     norm), at the configured precision (loupe.precision)."""
 
     def __init__(self, checkpoint: Optional[str] = None, batch_size: int = 32,
-                 device: str = 'auto', precision: str = 'fp32'):
+                 device: str = 'auto', precision: str = 'fp32', workers: int = 1):
+        """``workers``: threads that decode and resize (beyond the one prefetch thread); more
+        than one pays where the model is faster than one CPU thread's decoding (a GPU)."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f'workers must be a positive integer, got {workers!r}')
+        self.workers = workers
+        self._pool = (ThreadPoolExecutor(workers, thread_name_prefix='loupe-decode')
+                      if workers > 1 else None)
         self.checkpoint = resolve_checkpoint(checkpoint, ENV_CLIP_MODEL, DEFAULT_CLIP_MODEL)
         self.batch_size = check_batch_size(batch_size)
         self.device = resolve_device(device)
@@ -152,6 +156,10 @@ class Embedder:
         self.max_text_tokens = families.max_text_tokens(self.family, model,
                                                         self.processor.tokenizer)
         self.dim = int(self._text_batch(['a']).shape[1])
+
+    def map(self, fn, items: Iterable) -> Iterator:
+        """``map(fn, items)`` in order, on the decode workers when there are several."""
+        return ordered_map(fn, items, self._pool, window=2 * self.workers)
 
     def decode(self, data: bytes, boxes=None) -> DecodedImage:
         """Decode at reduced size where that leaves the smallest box (original pixels) at least
@@ -193,7 +201,7 @@ class Embedder:
     def _prepare(self, images: Sequence[Image.Image]):
         """CPU-side preprocessing (thread-safe, no torch thread teams)."""
         if self._pixels is not None:
-            return self._pixels.stack(images)
+            return np.stack(list(self.map(self._pixels, images)))  # (N, H, W, 3) uint8
         return dict(self.processor(images=list(images), return_tensors='pt'))
 
     def _to_device(self, prepared) -> dict:

@@ -4,11 +4,14 @@ The encoder decodes and resizes the next batch while the model runs on the curre
 and numpy release the GIL). Hand-written because neither the standard library nor torch's
 DataLoader (which wants a dataset and worker processes) iterates one generator ahead in a thread.
 """
+import collections
 import queue
 import threading
-from typing import Iterable, Iterator, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 T = TypeVar('T')
+R = TypeVar('R')
 
 _DONE = object()
 
@@ -56,3 +59,19 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], pool: Optional[ThreadPoolExecutor],
+                window: int = 8) -> Iterator[R]:
+    """``map(fn, items)`` on ``pool``'s threads, in order, at most ``window`` tasks ahead
+    (``ThreadPoolExecutor.map`` would submit every item at once); without a pool, in line."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

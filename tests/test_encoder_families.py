@@ -259,3 +259,47 @@ def test_loupe_models_lists_families_and_checkpoints(capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out['families']) == set(ENCODER_BUILDERS)
     assert 'google/siglip2-base-patch16-naflex' in {c['hub_id'] for c in out['checkpoints']}
+
+
+# -- decode workers and the GPU benchmark ----------------------------------------------------
+
+def test_decode_workers_give_the_same_embeddings_in_order(clip_path):
+    from executors.clip_encoder.executor import ClipEncoder
+
+    from loupe.prefetch import ordered_map
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(ordered_map(lambda x: x * x, iter(range(40)), pool, window=4)) == [
+            x * x for x in range(40)]
+    images = synthetic_images() * 3
+    one, three = Embedder(clip_path, device='cpu'), Embedder(clip_path, device='cpu', workers=3)
+    np.testing.assert_allclose(three.embed_images(images, batch_size=4),
+                               one.embed_images(images, batch_size=4), atol=1e-6)
+    with pytest.raises(ValueError, match='workers'):
+        Embedder(clip_path, device='cpu', workers=0)
+
+
+def test_gpu_benchmark_without_cuda_says_so_and_measures_nothing(clip_path, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip('a CUDA device is present: the gpu-marked test runs the benchmark')
+    from bench import gpu
+
+    out = gpu.main(['--smoke', '--json', str(tmp_path / 'gpu.json'), '--clip-model', clip_path,
+                    '--work', str(tmp_path / 'work')])
+    assert out['rows'] == [] and 'no CUDA device' in out['skipped']
+    assert 'no CUDA device' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('device', [
+    'cpu', pytest.param('cuda', marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='needs a CUDA device')])])
+def test_gpu_benchmark_smoke_run(clip_path, tmp_path, device):
+    """The benchmark's three paths (bare, embedder, index flow) run; on a CPU in fp32, so the
+    command is known to work before a GPU is lent."""
+    from bench import gpu
+
+    out = gpu.main(['--smoke', '--json', str(tmp_path / 'gpu.json'), '--clip-model', clip_path,
+                    '--work', str(tmp_path / 'work'), '--device', device])
+    assert [r['variant'] for r in out['rows']] == ['bare', 'embedder', 'flow']
+    assert all(r['images_per_s'] > 0 for r in out['rows'])

@@ -19,10 +19,10 @@ class ClipEncoder(Executor):
     """Sets ``chunk.embedding`` for every chunk at /index and ``doc.embedding`` at /search."""
 
     def __init__(self, model: Optional[str] = None, batch_size: int = 32, device: str = 'auto',
-                 precision: str = 'fp32', **kwargs):
+                 precision: str = 'fp32', workers: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.embedder = Embedder(model, batch_size=batch_size, device=device,
-                                 precision=precision)
+                                 precision=precision, workers=workers)
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], parameters: dict = None,
@@ -39,22 +39,29 @@ class ClipEncoder(Executor):
         return docs
 
     def _crops(self, docs: DocList[ImageDoc], chunks: List[Chunk]) -> Iterator[Image.Image]:
-        """Crops of every chunk, in order, appending each chunk to ``chunks`` as it is yielded."""
-        for doc in docs:
-            if doc.error or not doc.chunks:
+        """Crops of every chunk, in order, appending each chunk to ``chunks`` as it is yielded.
+        Images are decoded on the embedder's decode workers."""
+        for doc, decoded in self.embedder.map(self._decode, docs):
+            if decoded is None:
                 continue
-            if any(len(chunk.box) != 4 for chunk in doc.chunks):
-                mark_error(doc, 'a chunk has no [x1, y1, x2, y2] box')
-                continue
-            boxes = as_boxes([chunk.box for chunk in doc.chunks])
-            try:
-                decoded = self.embedder.decode(source_bytes(doc.blob, doc.uri), boxes)
-            except ImageLoadError as e:
-                mark_error(doc, str(e))
-                continue
-            for chunk, box in zip(doc.chunks, boxes):
+            for chunk, box in zip(doc.chunks, as_boxes([c.box for c in doc.chunks])):
                 chunks.append(chunk)
                 yield decoded.crop(box)
+
+    def _decode(self, doc: ImageDoc):
+        """(doc, its image decoded for its chunk boxes), or (doc, None) when it has none or
+        cannot be read (then marked with the reason)."""
+        if doc.error or not doc.chunks:
+            return doc, None
+        if any(len(chunk.box) != 4 for chunk in doc.chunks):
+            mark_error(doc, 'a chunk has no [x1, y1, x2, y2] box')
+            return doc, None
+        try:
+            return doc, self.embedder.decode(source_bytes(doc.blob, doc.uri),
+                                             [c.box for c in doc.chunks])
+        except ImageLoadError as e:
+            mark_error(doc, str(e))
+            return doc, None
 
     @requests(on='/search')
     def search(self, docs: DocList[ImageDoc], parameters: dict = None,
