@@ -3,10 +3,9 @@
 Variants (each on the same preprocessed coco128 batches, in interleaved passes so a change of
 machine load hits all alike): the bare model (``Embedder.forward_images``) in ``fp32``,
 ``bf16`` (autocast; only where the CPU has native bf16), ``int8`` (dynamic quantisation), and
-ONNX Runtime on the exported vision tower (``onnx-fp32``, ``onnx-int8``: benchmark-only, to
-decide whether a runtime backend would pay); and the whole embedder (``embedder-fp32``,
-``embedder-int8``: ``embed_images`` from JPEG bytes, decoding and preprocessing included on its
-prefetch thread), with ``vs_bare`` its speed over the bare model of the same precision.
+the ``backend: onnx`` image tower on ONNX Runtime (``onnx-fp32``, ``onnx-int8``); and the whole
+embedder (``embedder-*``: ``embed_images`` from JPEG bytes, decoding and preprocessing included
+on its prefetch thread), with ``vs_bare`` its speed over the bare model of the same variant.
 
 Fidelity: cosine of each image embedding to fp32 (``cos_min``, ``cos_mean``), the same for text
 queries (``text_cos_min``), and ``top10_overlap``: for each query "a photo of a {coco class}",
@@ -14,10 +13,9 @@ the share of fp32's top 10 coco128 images that the variant also ranks in its top
 ``gflops_per_s`` = images/s x the model's FLOPs per image (torch's FlopCounterMode);
 ``peak_share`` = that over the machine's fp32 matmul rate (one large matmul, all threads).
 """
+import os
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,53 +45,13 @@ def flops_per_image(embedder, inputs: dict) -> float:
     return float(counter.get_total_flops())
 
 
-class OnnxVision:
-    """The fp32 model's image tower exported to ONNX (legacy exporter: no onnxscript needed),
-    optionally int8-quantised by ONNX Runtime's dynamic quantisation."""
-
-    def __init__(self, embedder, inputs: dict, folder: Path, int8: bool):
-        import onnxruntime
-        import torch
-
-        class Tower(torch.nn.Module):
-            def __init__(self, model):
-                super().__init__()
-                self.model = model
-
-            def forward(self, pixel_values):
-                return self.model.get_image_features(pixel_values=pixel_values).pooler_output
-
-        path = folder / 'vision.onnx'
-        if not path.exists():
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                torch.onnx.export(Tower(embedder.model).eval(), (inputs['pixel_values'][:1].clone(),),
-                                  str(path), input_names=['pixel_values'],
-                                  output_names=['embeds'], opset_version=17, dynamo=False,
-                                  dynamic_axes={'pixel_values': {0: 'n'}, 'embeds': {0: 'n'}})
-        if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantized = folder / 'vision-int8.onnx'
-            if not quantized.exists():
-                quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
-            path = quantized
-        self.session = onnxruntime.InferenceSession(str(path),
-                                                    providers=['CPUExecutionProvider'])
-
-    def forward_images(self, inputs: dict):
-        import numpy as np
-
-        out = self.session.run(None, {'pixel_values': inputs['pixel_values'].numpy()})[0]
-        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
-
-
 def measure(args, clip: str, n_images: int, batch_size: int, repeat: int,
             onnx: bool) -> tuple:
     import numpy as np
 
     from loupe import precision as precisions
     from loupe.embedder import Embedder
+    from loupe.onnx_backend import ENV_CACHE
     from loupe.tiny_models import COCO_NAMES
 
     blobs = [f.read_bytes() for f in common.image_files(args, n_images)]
@@ -109,13 +67,13 @@ def measure(args, clip: str, n_images: int, batch_size: int, repeat: int,
     images = [fp32.decode(b).image for b in blobs]
     batches = [fp32.preprocess(images[i:i + batch_size])
                for i in range(0, len(images), batch_size)]
+    if onnx:  # the encoder's backend: onnx (exports into the benchmark's cache)
+        os.environ[ENV_CACHE] = str(common.cache_dir(args, 'onnx'))
+        embedders['onnx-fp32'] = Embedder(clip, device='cpu', backend='onnx')
+        embedders['onnx-int8'] = Embedder(clip, device='cpu', backend='onnx', precision='int8')
     bare = {name: e.forward_images for name, e in embedders.items()}
-    if onnx:
-        folder = Path(tempfile.mkdtemp(prefix='onnx-', dir=common.cache_dir(args)))
-        for int8 in (False, True):
-            bare['onnx-int8' if int8 else 'onnx-fp32'] = OnnxVision(
-                fp32, batches[0], folder, int8).forward_images
-    whole = {f'embedder-{name}': embedders[name] for name in ('fp32', 'int8')}
+    whole = {f'embedder-{name}': embedders[name] for name in ('fp32', 'int8', 'onnx-int8')
+             if name in embedders}
 
     def run_bare(forward):
         return np.concatenate([forward(inputs) for inputs in batches])
@@ -143,7 +101,7 @@ def measure(args, clip: str, n_images: int, batch_size: int, repeat: int,
     for name in runners:
         rate = repeat * len(blobs) / seconds[name]
         cos = np.sum(vectors[name] * ref, axis=1)
-        text = texts.get(name.replace('embedder-', ''))
+        text = texts.get(name.replace('embedder-', ''))  # onnx: texts run on torch, fp32
         precision = name.replace('embedder-', '')
         overlap = np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(top['fp32'], top[name])])
         rows.append({'variant': name, 'images_per_s': rate,

@@ -37,6 +37,7 @@ ENV_DINO_MODEL = 'LOUPE_DINO_MODEL'
 
 # Encoder precisions (loupe.precision).
 PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
+BACKENDS = ('torch', 'onnx')  # where the encoder runs its image tower
 
 DEFAULT_CLIP_MODEL = 'openai/clip-vit-base-patch32'
 DEFAULT_OWL_MODEL = 'google/owlvit-base-patch32'

@@ -24,7 +24,7 @@ from transformers import (AutoModel, AutoProcessor, ChineseCLIPImageProcessorPil
 
 from loupe import families, precision as precisions
 from loupe.boxes import as_boxes
-from loupe.constants import DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL
+from loupe.constants import BACKENDS, DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL
 from loupe.errors import InvalidRequestError, ModelLoadError
 from loupe.images import DecodedImage, decode, image_size
 from loupe.models import from_pretrained, resolve_checkpoint, resolve_device
@@ -123,9 +123,14 @@ class Embedder:
     norm), at the configured precision (loupe.precision)."""
 
     def __init__(self, checkpoint: Optional[str] = None, batch_size: int = 32,
-                 device: str = 'auto', precision: str = 'fp32', workers: int = 1):
+                 device: str = 'auto', precision: str = 'fp32', workers: int = 1,
+                 backend: str = 'torch'):
         """``workers``: threads that decode and resize (beyond the one prefetch thread); more
-        than one pays where the model is faster than one CPU thread's decoding (a GPU)."""
+        than one pays where the model is faster than one CPU thread's decoding (a GPU).
+        ``backend``: ``torch``, or ``onnx`` (CPU, fp32 or int8): the image tower on ONNX
+        Runtime (loupe.onnx_backend), texts on torch in fp32."""
+        if backend not in BACKENDS:
+            raise ValueError(f'unknown backend {backend!r}; valid: {", ".join(BACKENDS)}')
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f'workers must be a positive integer, got {workers!r}')
         self.workers = workers
@@ -143,8 +148,6 @@ class Embedder:
             # transformers fills missing weights with random ones and only logs it.
             raise ModelLoadError(f'{self.checkpoint!r} is not a complete {self.family.name} '
                                  f'checkpoint: {len(info["missing_keys"])} weights are missing')
-        self.model, self._context = precisions.apply(model.to(self.device).eval(),
-                                                     self.precision, self.device)
         # The PIL backend is the reference; the torchvision one resizes slightly differently.
         self.processor = from_pretrained(AutoProcessor, self.checkpoint, backend='pil')
         ip = self.processor.image_processor
@@ -153,9 +156,29 @@ class Embedder:
         defaults = getattr(self.processor, 'images_kwargs', None) or {}
         self._pixels = _Pixels(ip) if _Pixels.supports(ip) and not defaults else None
         self.input_size = families.input_size(ip, defaults)
+        model = model.to(self.device).eval()
+        self.backend, self._onnx = backend, None
+        if backend == 'onnx':
+            self._onnx = self._onnx_tower(model)
+            self.model, self._context = precisions.apply(model, 'fp32', self.device)  # texts
+        else:
+            self.model, self._context = precisions.apply(model, self.precision, self.device)
         self.max_text_tokens = families.max_text_tokens(self.family, model,
                                                         self.processor.tokenizer)
         self.dim = int(self._text_batch(['a']).shape[1])
+
+    def _onnx_tower(self, model):
+        from loupe.onnx_backend import OnnxImageTower
+
+        if self.device.type != 'cpu' or self.precision not in ('fp32', 'int8'):
+            raise ValueError('backend onnx runs on a CPU in fp32 or int8, not '
+                             f'{self.precision} on {self.device.type}')
+        if self._pixels is None:
+            raise ValueError(f'backend onnx needs a fixed input size; {self.checkpoint!r} '
+                             f'({self.family.name}) has a variable one: use backend torch')
+        height, width = self._prepare([Image.new('RGB', (self.input_size,) * 2)]).shape[1:3]
+        return OnnxImageTower(model, self.checkpoint, (height, width),
+                              int8=self.precision == 'int8')
 
     def map(self, fn, items: Iterable) -> Iterator:
         """``map(fn, items)`` in order, on the decode workers when there are several."""
@@ -227,6 +250,8 @@ class Embedder:
     @torch.inference_mode()
     def forward_images(self, inputs: dict) -> np.ndarray:
         """The model step alone, on ``preprocess``'s output (the benchmarks' bare model)."""
+        if self._onnx is not None:
+            return self._normalised(self._onnx.forward(inputs['pixel_values']))
         with self._context():
             return self._normalised(self.model.get_image_features(**inputs))
 

@@ -303,3 +303,39 @@ def test_gpu_benchmark_smoke_run(clip_path, tmp_path, device):
                     '--work', str(tmp_path / 'work'), '--device', device])
     assert [r['variant'] for r in out['rows']] == ['bare', 'embedder', 'flow']
     assert all(r['images_per_s'] > 0 for r in out['rows'])
+
+
+# -- ONNX Runtime backend --------------------------------------------------------------------
+
+@pytest.mark.parametrize('family_name', ['clip', 'siglip', 'chinese_clip'])
+def test_onnx_backend_equals_torch_in_fp32_and_stays_close_in_int8(family_name, models_dir,
+                                                                   tmp_path, monkeypatch):
+    monkeypatch.setenv('LOUPE_ONNX_CACHE', str(tmp_path / 'onnx'))
+    path = models_dir / f'family-{family_name}'
+    if not (path / 'config.json').is_file():
+        ENCODER_BUILDERS[family_name](path)
+    images = synthetic_images()
+    torch_fp32 = Embedder(str(path), device='cpu')
+    onnx_fp32 = Embedder(str(path), device='cpu', backend='onnx')
+    onnx_int8 = Embedder(str(path), device='cpu', backend='onnx', precision='int8')
+    reference = torch_fp32.embed_images(images)
+    np.testing.assert_allclose(onnx_fp32.embed_images(images), reference, atol=1e-5)
+    int8 = onnx_int8.embed_images(images)
+    assert not np.allclose(int8, reference, atol=1e-6)  # it did quantise
+    if family_name == 'clip':  # tiny widths quantise worse than full size; see bench/encoder.py
+        assert _cosines(int8, reference).min() > 0.95
+    np.testing.assert_allclose(onnx_int8.embed_texts(TEXTS), torch_fp32.embed_texts(TEXTS),
+                               atol=1e-6)  # texts stay on torch, fp32
+    assert len(list((tmp_path / 'onnx').rglob('*.onnx'))) == 2  # exported once, then reused
+    Embedder(str(path), device='cpu', backend='onnx')
+    assert len(list((tmp_path / 'onnx').rglob('*.onnx'))) == 2
+
+
+def test_onnx_backend_refuses_what_it_cannot_run(models_dir, clip_path):
+    path = models_dir / 'family-siglip2'
+    if not (path / 'config.json').is_file():
+        ENCODER_BUILDERS['siglip2'](path)
+    with pytest.raises(ValueError, match='fixed input size'):
+        Embedder(str(path), device='cpu', backend='onnx')
+    with pytest.raises(ValueError, match='valid: torch, onnx'):
+        Embedder(clip_path, device='cpu', backend='tensorrt')

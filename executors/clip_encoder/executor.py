@@ -19,10 +19,10 @@ class ClipEncoder(Executor):
     """Sets ``chunk.embedding`` for every chunk at /index and ``doc.embedding`` at /search."""
 
     def __init__(self, model: Optional[str] = None, batch_size: int = 32, device: str = 'auto',
-                 precision: str = 'fp32', workers: int = 1, **kwargs):
+                 precision: str = 'fp32', backend: str = 'torch', workers: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.embedder = Embedder(model, batch_size=batch_size, device=device,
-                                 precision=precision, workers=workers)
+                                 precision=precision, backend=backend, workers=workers)
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], parameters: dict = None,

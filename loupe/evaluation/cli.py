@@ -12,7 +12,7 @@ from typing import Callable, Dict
 
 from loupe.constants import (
     DEFAULT_CLIP_MODEL, DEFAULT_DETECTOR_MODEL, DEFAULT_DINO_MODEL, DEFAULT_OWL_MODEL,
-    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL, PRECISIONS)
+    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL, PRECISIONS, BACKENDS)
 from loupe.errors import InvalidRequestError
 from loupe.evaluation.defaults import (
     DEFAULT_CAPTIONS_PER_IMAGE, DEFAULT_METHODS, DEFAULT_MIN_SIDE, DEFAULT_PROMPT,
@@ -55,6 +55,8 @@ def _parents() -> Dict[str, argparse.ArgumentParser]:
     clip.add_argument('--batch-size', type=_positive, default=32, help='encoder batch size')
     clip.add_argument('--precision', default='fp32', choices=PRECISIONS,
                       help='encoder precision (see loupe.precision): fp32, int8, bf16, fp16')
+    clip.add_argument('--backend', default='torch', choices=BACKENDS,
+                      help='encoder image tower: torch, or onnx (ONNX Runtime, CPU)')
 
     ranking = argparse.ArgumentParser(add_help=False)
     ranking.add_argument('--aggregation', default='max',
@@ -116,7 +118,7 @@ def _embedder(args):
     from loupe.embedder import Embedder
 
     return Embedder(args.clip_model, batch_size=args.batch_size, device=args.device,
-                    precision=args.precision)
+                    precision=args.precision, backend=args.backend)
 
 
 def _boxes(args):
