@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from bench import ann, decode, encoder, index_throughput, query_latency, rerank_batch, startup
+from bench import (ann, decode, encoder, families, index_throughput, query_latency, rerank_batch,
+                   startup)
 
-BENCHMARKS = [ann, decode, encoder, index_throughput, query_latency, rerank_batch, startup]
+BENCHMARKS = [ann, decode, encoder, families, index_throughput, query_latency, rerank_batch,
+              startup]
 
 
 @pytest.mark.parametrize('bench', BENCHMARKS, ids=lambda b: b.NAME)
