@@ -2,7 +2,7 @@
 
 For each checkpoint of ``loupe.catalogue``, a random-weight model of the same architecture (the
 configuration below, written after the checkpoint's own config.json) is embedded through
-``Embedder.forward_images`` on preprocessed photos: fp32, torch's threads, batch 8, best of the
+``Embedder.forward_images`` on preprocessed photos: fp32, torch's threads, batch 4, best of the
 timed passes. It also counts the parameters and reads the embedding size, which the catalogue
 quotes. The weights are random, so only the cost means anything.
 """
@@ -123,6 +123,9 @@ def main(argv=None) -> dict:
     p = common.parser(NAME, __doc__.splitlines()[0])
     p.add_argument('--only', nargs='*', help='hub ids to measure (default all)')
     p.add_argument('--repeat', type=int, help='timed passes (default 2)')
+    p.add_argument('--count-only', nargs='*', default=[],
+                   help='hub ids whose parameters are counted (on the meta device) but whose '
+                        'cost is not timed (too slow for the machine at hand)')
     args = p.parse_args(argv)
     import shutil
 
@@ -131,7 +134,7 @@ def main(argv=None) -> dict:
 
     started = time.perf_counter()
     repeat = args.repeat or (1 if args.smoke else 2)
-    batch_size = 2 if args.smoke else 8
+    batch_size = 2 if args.smoke else 4
     images = [decode(f.read_bytes()).image for f in common.image_files(args, batch_size)]
     if args.smoke:  # each family's tiny model stands in for its checkpoints
         from loupe import tiny_models
@@ -142,6 +145,9 @@ def main(argv=None) -> dict:
     rows = []
     for hub_id, (model_cls, config) in work.items():
         if args.only and hub_id not in args.only:
+            continue
+        if hub_id in args.count_only:
+            rows.append(_count_only(hub_id, model_cls, config, FAMILIES))
             continue
         folder = Path(tempfile.mkdtemp(prefix='family-', dir=common.cache_dir(args)))
         try:
@@ -157,6 +163,20 @@ def main(argv=None) -> dict:
              % batch_size]
     return common.finish(NAME, args, {'seconds': round(time.perf_counter() - started, 1)},
                          rows, COLUMNS, notes)
+
+
+def _count_only(hub_id: str, model_cls, config, families) -> dict:
+    import torch
+
+    with torch.device('meta'):
+        model = model_cls(config)
+    family = _family_of(config, families)
+    vision = config.vision_config
+    dim = getattr(config, 'projection_dim', None) or vision.hidden_size
+    return {'checkpoint': hub_id, 'family': family,
+            'parameters_m': round(sum(p.numel() for p in model.parameters()) / 1e6),
+            'embedding': dim, 'input_px': embedder_input(family, getattr(vision, 'image_size', 256)),
+            'cpu_ms_per_image': None}
 
 
 def _family_of(config, families) -> str:

@@ -37,7 +37,7 @@ class Checkpoint:
     licence: Optional[str]
     languages: str
     parameters_m: Optional[int]  # millions, counted on the architecture
-    cpu_ms_per_image: Optional[int]  # image tower, fp32, batch 8, bench/families.py
+    cpu_ms_per_image: Optional[int]  # image tower, fp32, batch 4, bench/families.py
     retrieval: List[Retrieval] = field(default_factory=list)
     note: str = ''
 

@@ -339,3 +339,53 @@ def test_onnx_backend_refuses_what_it_cannot_run(models_dir, clip_path):
         Embedder(str(path), device='cpu', backend='onnx')
     with pytest.raises(ValueError, match='valid: torch, onnx'):
         Embedder(clip_path, device='cpu', backend='tensorrt')
+
+
+# -- the rest of loupe with another family ---------------------------------------------------
+
+def test_eval_captions_runs_with_a_multilingual_family(models_dir, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from loupe.evaluation.captions import evaluate_captions
+    from loupe.evaluation.datasets import load_captions
+
+    root = tmp_path / 'flickr'
+    (root / 'flickr30k-images').mkdir(parents=True)
+    items = []
+    for i in range(4):
+        Image.new('RGB', (48, 32), (60 * i, 90, 40)).save(root / 'flickr30k-images' / f'{i}.png')
+        items.append({'filename': f'{i}.png', 'split': 'test',
+                      'sentences': [{'raw': TEXTS[(i + j) % len(TEXTS)]} for j in range(2)]})
+    (root / 'dataset_flickr30k.json').write_text(json.dumps({'images': items}))
+    path = models_dir / 'family-siglip2'
+    if not (path / 'config.json').is_file():
+        ENCODER_BUILDERS['siglip2'](path)
+    result = evaluate_captions(load_captions(root), Embedder(str(path), device='cpu'))
+    assert (result['images'], result['captions'], result['failed']) == (4, 8, [])
+    assert all(0 <= v <= 1 for v in result['text_to_image'].values())
+
+
+def test_index_search_and_rerank_through_the_service_with_siglip2(models_dir, tiny_owlvit,
+                                                                   tmp_path, monkeypatch):
+    from conftest import synthetic_image as photo
+
+    from loupe.client import Loupe
+    from loupe.constants import ENV_CLIP_MODEL, ENV_OWL_MODEL, ENV_WORKSPACE
+
+    path = models_dir / 'family-siglip2'
+    if not (path / 'config.json').is_file():
+        ENCODER_BUILDERS['siglip2'](path)
+    monkeypatch.setenv(ENV_CLIP_MODEL, str(path))
+    monkeypatch.setenv(ENV_OWL_MODEL, tiny_owlvit)
+    monkeypatch.setenv(ENV_WORKSPACE, str(tmp_path / 'workspace'))
+    pictures = [jpeg_bytes(photo(400, 300, seed=s)) for s in range(3)]
+    with Loupe.local('serve') as client:
+        report = client.index(pictures)
+        results = client.search('समुद्र तट पर एक कुत्ता', limit=3, rerank=True)
+    assert len(report.indexed) == 3 and not report.errors
+    assert len(results) == 3 and all('rerank' in r.scores for r in results)
+    for r in results:
+        x1, y1, x2, y2 = r.highlight
+        assert 0 <= x1 < x2 <= 400 and 0 <= y1 < y2 <= 300
