@@ -250,8 +250,9 @@ class ChunkIndex:
         if expected is not None and ndim != expected:
             raise DimensionMismatchError(
                 f'{what} has {ndim} dimensions but the chunk index at {self.path} expects '
-                f'{expected}; a different model needs its own workspace (or delete the index '
-                f'and re-index)')
+                f'{expected}: it was built with another encoder model. Start a new workspace '
+                f'for this model (--workspace DIR or LOUPE_WORKSPACE=DIR), or go back to the '
+                f'old model, or delete {self.path.parent} and index again with this one')
 
     @staticmethod
     def _vectors(parent_id: str, chunks: Sequence) -> np.ndarray:

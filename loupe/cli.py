@@ -406,6 +406,25 @@ def cmd_tiny_models(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    """The supported encoder families and recommended checkpoints (loupe.catalogue)."""
+    import json
+
+    from loupe import catalogue
+    from loupe.families import FAMILIES
+
+    if args.json:
+        print(json.dumps({'families': {n: f.title for n, f in FAMILIES.items()},
+                          'checkpoints': catalogue.rows()}, indent=2))
+        return 0
+    print('Encoder families (any checkpoint of these loads by hub id or folder):')
+    for name, family in FAMILIES.items():
+        print(f'  {name:13} {family.title}')
+    print()
+    print(catalogue.markdown())
+    return 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -574,6 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command('tiny-models', 'build tiny random models (no hub access needed) and print the '
                                'environment settings that select them', cmd_tiny_models)
     p.add_argument('directory')
+
+    p = command('models', 'encoder families and recommended checkpoints, with sizes, licences, '
+                          'published retrieval and CPU cost', cmd_models)
+    p.add_argument('--json', action='store_true', help='print as JSON')
     return parser
 
 

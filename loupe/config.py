@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from loupe.constants import BACKENDS
+from loupe.constants import PRECISIONS as PRECISIONS_ENCODER
 from loupe.errors import ConfigError, InvalidRequestError
 
 # Names of registries elsewhere (loupe.segment.METHODS, loupe.rank.AGGREGATIONS, ...), kept
@@ -192,7 +194,11 @@ class EncoderSettings:
     model: Optional[str] = setting(None, _MODEL)
     batch_size: int = setting(32, Spec(int, 'crops or texts per forward pass', min=1))
     device: str = setting('auto', _DEVICE)
-    half: bool = setting(False, Spec(bool, 'float16 on a GPU (ignored on a CPU)'))
+    precision: str = setting('fp32', Spec(str, 'fp32; int8 (CPU); bf16 (native-bf16 CPU or GPU); '
+                                               'fp16 (GPU)', choices=PRECISIONS_ENCODER))
+    backend: str = setting('torch', Spec(str, 'image tower on torch, or onnx (ONNX Runtime, CPU)',
+                                         choices=BACKENDS))
+    workers: int = setting(1, Spec(int, 'threads that decode and resize; more on a GPU', min=1))
 
 
 @dataclass(frozen=True)
@@ -244,7 +250,7 @@ class RerankerSettings:
                                                           "chunk's box", min=0, max=1))
     batch_size: int = setting(8, Spec(int, 'images per forward pass', min=1))
     device: str = setting('auto', _DEVICE)
-    half: bool = setting(False, spec_of(EncoderSettings, 'half'))
+    half: bool = setting(False, Spec(bool, 'float16 on a GPU (ignored on a CPU)'))
     image_store: Optional[str] = setting(None, Spec(
         str, "the parent store's LMDB folder; null: $LOUPE_WORKSPACE/ParentStorage/images",
         nullable=True))

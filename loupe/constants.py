@@ -36,6 +36,10 @@ ENV_OWL_MODEL = 'LOUPE_OWL_MODEL'
 ENV_DETECTOR_MODEL = 'LOUPE_DETECTOR_MODEL'
 ENV_DINO_MODEL = 'LOUPE_DINO_MODEL'
 
+# Encoder precisions (loupe.precision).
+PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
+BACKENDS = ('torch', 'onnx')  # where the encoder runs its image tower
+
 DEFAULT_CLIP_MODEL = 'openai/clip-vit-base-patch32'
 DEFAULT_OWL_MODEL = 'google/owlvit-base-patch32'
 DEFAULT_DETECTOR_MODEL = 'ustc-community/dfine-nano-coco'

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from bench import (ann, cli_search, codec, decode, duplicates, index_throughput, load,
-                   query_latency, recommend, rerank_batch, startup)
+from bench import (ann, cli_search, codec, decode, duplicates, encoder, families, index_throughput,
+                   load, query_latency, recommend, rerank_batch, startup)
 
-BENCHMARKS = [ann, cli_search, codec, decode, duplicates, index_throughput, load, query_latency,
-              recommend, rerank_batch, startup]
+BENCHMARKS = [ann, cli_search, codec, decode, duplicates, encoder, families, index_throughput, load,
+              query_latency, recommend, rerank_batch, startup]
 
 
 @pytest.mark.parametrize('bench', BENCHMARKS, ids=lambda b: b.NAME)

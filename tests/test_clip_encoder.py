@@ -1,4 +1,4 @@
-"""CLIP encoder: equality with transformers' reference pipeline, regions, draft decoding, executor."""
+"""Encoder with a CLIP checkpoint: equal to the reference pipeline; regions, draft decoding, executor."""
 import io
 
 import numpy as np
@@ -11,9 +11,9 @@ from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from executors.clip_encoder.executor import ClipEncoder
-from loupe.clip import ClipEmbedder, draft_min_side
 from loupe.constants import (DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL, KIND_GRID, KIND_WHOLE,
                              STATUS_ERROR)
+from loupe.embedder import Embedder, draft_min_side
 from loupe.errors import InvalidRequestError, ModelLoadError
 from loupe.images import decode
 from loupe.models import resolve_checkpoint
@@ -25,8 +25,8 @@ INPUT_SIZE = 64
 
 
 @pytest.fixture(scope='module')
-def embedder(tiny_clip) -> ClipEmbedder:
-    return ClipEmbedder(tiny_clip, batch_size=4, device='cpu')
+def embedder(tiny_clip) -> Embedder:
+    return Embedder(tiny_clip, batch_size=4, device='cpu')
 
 
 @pytest.fixture(scope='module')
@@ -150,23 +150,23 @@ def test_draft_min_side(boxes, expected):
 
 def test_unknown_checkpoint_raises_model_load_error(tmp_path):
     with pytest.raises(ModelLoadError, match='no-such-model'):
-        ClipEmbedder(str(tmp_path / 'no-such-model'), device='cpu')
+        Embedder(str(tmp_path / 'no-such-model'), device='cpu')
 
 
 def test_non_clip_checkpoint_raises_model_load_error(tiny_dino):
-    with pytest.raises(ModelLoadError, match='not a CLIP checkpoint'):
-        ClipEmbedder(tiny_dino, device='cpu')
+    with pytest.raises(ModelLoadError, match='not a dual-encoder image-text checkpoint'):
+        Embedder(tiny_dino, device='cpu')
 
 
 def test_checkpoint_precedence(tiny_clip, monkeypatch, tmp_path):
     """flag (an explicit checkpoint) > environment > flow YAML > default."""
     missing = str(tmp_path / 'missing')
     monkeypatch.setenv(ENV_CLIP_MODEL, tiny_clip)
-    assert ClipEmbedder(None, device='cpu').checkpoint == tiny_clip
+    assert Embedder(None, device='cpu').checkpoint == tiny_clip
     encoder = ClipEncoder(model=missing, device='cpu')  # the YAML's model loses to the env
     assert encoder.embedder.checkpoint == tiny_clip
     monkeypatch.setenv(ENV_CLIP_MODEL, missing)
-    assert ClipEmbedder(tiny_clip, device='cpu').checkpoint == tiny_clip  # a flag wins
+    assert Embedder(tiny_clip, device='cpu').checkpoint == tiny_clip  # a flag wins
     monkeypatch.delenv(ENV_CLIP_MODEL)
     assert ClipEncoder(model=tiny_clip, device='cpu').embedder.checkpoint == tiny_clip
     assert resolve_checkpoint(None, ENV_CLIP_MODEL, DEFAULT_CLIP_MODEL) == DEFAULT_CLIP_MODEL
@@ -175,15 +175,15 @@ def test_checkpoint_precedence(tiny_clip, monkeypatch, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available here')
 def test_cuda_requested_without_cuda_is_a_clear_error(tiny_clip):
     with pytest.raises(ValueError, match='CUDA is not available'):
-        ClipEmbedder(tiny_clip, device='cuda')
+        Embedder(tiny_clip, device='cuda')
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-def test_half_precision_stays_close_to_fp32(tiny_clip):
+def test_fp16_stays_close_to_fp32(tiny_clip):
     images = synthetic_images()
-    full = ClipEmbedder(tiny_clip, device='cuda')
-    half = ClipEmbedder(tiny_clip, device='cuda', half=True)
+    full = Embedder(tiny_clip, device='cuda')
+    half = Embedder(tiny_clip, device='cuda', precision='fp16')
     assert half.model.dtype == torch.float16
     for a, b in [(full.embed_images(images), half.embed_images(images)),
                  (full.embed_texts(TEXTS), half.embed_texts(TEXTS))]:

@@ -134,7 +134,7 @@ def test_an_encoder_of_another_dimension_is_refused_and_the_index_survives(
     monkeypatch.setenv(ENV_CLIP_MODEL, tiny_models.build_clip(tmp_path / 'clip-8',
                                                                projection_dim=8))
     with Loupe.local('index') as client:
-        with pytest.raises(LoupeError, match=r'8.*16|16.*8'):
+        with pytest.raises(LoupeError, match=r'(8.*16|16.*8).*new workspace.*index again'):
             client.index([picture])
     monkeypatch.setenv(ENV_CLIP_MODEL, env[ENV_CLIP_MODEL])
     with Loupe.local('serve') as client:

@@ -1,5 +1,5 @@
-"""Jina wrapper of loupe.clip: chunk embeddings at /index, query embeddings at /search."""
-from typing import Iterator, List
+"""Jina wrapper of loupe.embedder: chunk embeddings at /index, query embeddings at /search."""
+from typing import Iterator, List, Optional
 
 from docarray import DocList
 from jina import requests
@@ -8,10 +8,10 @@ from PIL import Image
 from loupe import model_thread
 from loupe.base_executor import LoupeExecutor
 from loupe.boxes import as_boxes
-from loupe.clip import ClipEmbedder
 from loupe.config import EncoderSettings
 from loupe.constants import ENV_CLIP_MODEL
 from loupe.documents import mark_error
+from loupe.embedder import Embedder
 from loupe.errors import ImageLoadError, InvalidRequestError
 from loupe.images import source_bytes
 from loupe.models import service_checkpoint
@@ -27,8 +27,9 @@ class ClipEncoder(LoupeExecutor):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         s = self.settings
-        self.embedder = ClipEmbedder(service_checkpoint(s.model, ENV_CLIP_MODEL),
-                                     batch_size=s.batch_size, device=s.device, half=s.half)
+        self.embedder = Embedder(service_checkpoint(s.model, ENV_CLIP_MODEL),
+                                 batch_size=s.batch_size, device=s.device,
+                                 precision=s.precision, backend=s.backend, workers=s.workers)
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], parameters: dict = None,
@@ -44,22 +45,29 @@ class ClipEncoder(LoupeExecutor):
         return docs
 
     def _crops(self, docs: DocList[ImageDoc], chunks: List[Chunk]) -> Iterator[Image.Image]:
-        """Crops of every chunk, in order, appending each chunk to ``chunks`` as it is yielded."""
-        for doc in docs:
-            if doc.error or not doc.chunks:
+        """Crops of every chunk, in order, appending each chunk to ``chunks`` as it is yielded.
+        Images are decoded on the embedder's decode workers."""
+        for doc, decoded in self.embedder.map(self._decode, docs):
+            if decoded is None:
                 continue
-            if any(len(chunk.box) != 4 for chunk in doc.chunks):
-                mark_error(doc, 'a chunk has no [x1, y1, x2, y2] box')
-                continue
-            boxes = as_boxes([chunk.box for chunk in doc.chunks])
-            try:
-                decoded = self.embedder.decode(source_bytes(doc.blob, doc.uri), boxes)
-            except ImageLoadError as e:
-                mark_error(doc, str(e))
-                continue
-            for chunk, box in zip(doc.chunks, boxes):
+            for chunk, box in zip(doc.chunks, as_boxes([c.box for c in doc.chunks])):
                 chunks.append(chunk)
                 yield decoded.crop(box)
+
+    def _decode(self, doc: ImageDoc):
+        """(doc, its image decoded for its chunk boxes), or (doc, None) when it has none or
+        cannot be read (then marked with the reason)."""
+        if doc.error or not doc.chunks:
+            return doc, None
+        if any(len(chunk.box) != 4 for chunk in doc.chunks):
+            mark_error(doc, 'a chunk has no [x1, y1, x2, y2] box')
+            return doc, None
+        try:
+            return doc, self.embedder.decode(source_bytes(doc.blob, doc.uri),
+                                             [c.box for c in doc.chunks])
+        except ImageLoadError as e:
+            mark_error(doc, str(e))
+            return doc, None
 
     @requests(on='/search')
     def search(self, docs: DocList[ImageDoc], parameters: dict = None,

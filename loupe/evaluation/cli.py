@@ -11,7 +11,7 @@ from typing import Callable, Dict
 
 from loupe.constants import (
     DEFAULT_CLIP_MODEL, DEFAULT_DETECTOR_MODEL, DEFAULT_DINO_MODEL, DEFAULT_OWL_MODEL,
-    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL)
+    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL, PRECISIONS, BACKENDS)
 from loupe.config import EncoderSettings, RankerSettings
 from loupe.errors import InvalidRequestError
 from loupe.evaluation.defaults import (
@@ -53,7 +53,11 @@ def _parents() -> Dict[str, argparse.ArgumentParser]:
     clip = argparse.ArgumentParser(add_help=False)
     clip.add_argument('--clip-model', help=f'${ENV_CLIP_MODEL} or {DEFAULT_CLIP_MODEL}')
     clip.add_argument('--batch-size', type=_positive, default=EncoderSettings.batch_size,
-                      help='CLIP batch size')
+                      help='encoder batch size')
+    clip.add_argument('--precision', default='fp32', choices=PRECISIONS,
+                      help='encoder precision (see loupe.precision): fp32, int8, bf16, fp16')
+    clip.add_argument('--backend', default='torch', choices=BACKENDS,
+                      help='encoder image tower: torch, or onnx (ONNX Runtime, CPU)')
 
     ranking = argparse.ArgumentParser(add_help=False)
     ranking.add_argument('--aggregation', default=RankerSettings.aggregation,
@@ -115,9 +119,10 @@ def _partitioner(args):
 
 
 def _embedder(args):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
-    return ClipEmbedder(args.clip_model, batch_size=args.batch_size, device=args.device)
+    return Embedder(args.clip_model, batch_size=args.batch_size, device=args.device,
+                    precision=args.precision, backend=args.backend)
 
 
 def _boxes(args):
