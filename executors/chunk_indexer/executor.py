@@ -1,6 +1,7 @@
 """Chunk indexer executor: stores chunk vectors per image and finds the chunks closest to a query.
 
-Storage: ``<workspace>/chunks/`` (see loupe.ann). After /index the chunk vectors are dropped
+Storage: ``<workspace>/chunks/`` (see loupe.ann). A search's hits go to the ranker in
+``chunk_hits`` (compact arrays). After /index the chunk vectors are dropped
 from the returned docs (the blob is kept for root storage downstream): they are stored, nothing
 downstream reads them, and they are most of the response's size.
 """
@@ -11,11 +12,11 @@ from docarray import DocList
 from jina import Executor, requests
 
 from loupe.ann import ChunkIndex
-from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK, STATUS_MISSING
+from loupe.constants import STATUS_MISSING
 from loupe.docs import mark_error
-from loupe.errors import InvalidRequestError
+from loupe.errors import InvalidRequestError, StorageFullError
 from loupe.params import positive_int
-from loupe.schema import ImageDoc, Match
+from loupe.schema import ImageDoc
 from loupe.settings import executor_workspace
 
 INDEX_DIR = 'chunks'
@@ -48,7 +49,14 @@ class ChunkIndexer(Executor):
                 mark_error(doc, 'chunks without embeddings cannot be indexed')
                 continue
             items.append((doc.id, doc.chunks, doc.tags))
-        stored = self.chunk_index.upsert_many(items)
+        try:
+            stored = self.chunk_index.upsert_many(items)
+        except StorageFullError as e:  # nothing was stored: every item of the write failed
+            attempted = {item[0] for item in items}
+            for doc in docs:
+                if not doc.error and doc.id in attempted:
+                    mark_error(doc, str(e))
+            stored = 0
         if items:
             self.logger.info(f'indexed {stored} chunks of {len(items)} images')
         for doc in docs or ():
@@ -73,13 +81,8 @@ class ChunkIndexer(Executor):
             raise InvalidRequestError(f'query embeddings of one request differ in size: {sizes}')
         hits = self.chunk_index.search(np.stack(vectors), chunk_limit, parameters.get('filter'))
         for doc, doc_hits in zip(queries, hits):
-            # construct: the values are already of the fields' types, and validating a hundred
-            # hits per query costs more than the search itself.
-            doc.matches = DocList[Match](
-                Match.construct(parent_id=hit.parent_id, score=hit.similarity,
-                                scores={SCORE_CHUNK: hit.similarity}, highlight_box=hit.box,
-                                highlight_source=SOURCE_CHUNK, chunk_kind=hit.kind)
-                for hit in doc_hits)
+            # One bytes field, not a Match document per hit: each hop re-encodes what it carries.
+            doc.chunk_hits = doc_hits.to_bytes()
         return docs
 
     @requests(on='/delete')

@@ -1,12 +1,14 @@
-"""Ranker executor: turns a query's chunk hits into ranked parent images."""
+"""Ranker executor: turns a query's chunk hits (``chunk_hits``, from the indexer) into ranked
+parent images (``matches``)."""
 from typing import Optional
 
 from docarray import DocList
 from jina import Executor, requests
 
+from loupe.ann import ChunkHits
 from loupe.models import choose
 from loupe.params import positive_int
-from loupe.rank import AGGREGATIONS, rank_parents
+from loupe.rank import AGGREGATIONS, rank_hits
 from loupe.schema import ImageDoc, Match
 
 
@@ -24,9 +26,10 @@ class Ranker(Executor):
                        top_k=positive_int(parameters, 'top_k', self.top_k),
                        limit=positive_int(parameters, 'limit', self.limit))
         for doc in docs or ():
-            if doc.error:
+            hits, doc.chunk_hits = doc.chunk_hits, None
+            if doc.error or hits is None:
                 continue
-            doc.matches = DocList[Match](rank_parents(doc.matches, **options))
+            doc.matches = DocList[Match](rank_hits(ChunkHits.from_bytes(hits), **options))
         return docs
 
     @requests
