@@ -128,14 +128,19 @@ def build_peer(job: dict) -> dict:
     return {'build_s': peers.build(job['method'], vectors, Path(job['path']), job['settings'])}
 
 
+def datasets(cache: Path, sizes, queries: int):
+    """(size, vectors, dimension) for each size, the exact top 10 of the queries cached."""
+    for n in sizes:
+        vectors, query_vectors = dataset(cache, n, queries)
+        cached_top_k(cache, vectors, query_vectors, 10)
+        yield n, vectors, vectors.shape[1]
+
+
 def run_peers(args, sizes, settings, efs, queries, cache) -> dict:
     from bench import peers
 
     rows = []
-    for n in sizes:
-        vectors, query_vectors = dataset(cache, n, queries)
-        cached_top_k(cache, vectors, query_vectors, 10)
-        dim = vectors.shape[1]
+    for n, vectors, dim in datasets(cache, sizes, queries):
         for s in settings:
             for method in args.methods or peers.METHODS:
                 if method == 'loupe':
@@ -220,10 +225,7 @@ def main(argv=None) -> dict:
                          args.ef or ([64] if args.smoke else [16, 32, 64, 128, 256]),
                          queries, cache)
     rows = []
-    for n in sizes:
-        vectors, query_vectors = dataset(cache, n, queries)
-        cached_top_k(cache, vectors, query_vectors, 10)
-        dim = vectors.shape[1]
+    for n, vectors, dim in datasets(cache, sizes, queries):
         for s in settings:
             path = common.cache_dir(args, 'ann') / index_name(vectors, s)
             built = build_chunk_index(path, vectors, s)

@@ -314,6 +314,31 @@ def test_executor_reports_a_full_disk_per_item(small_disk, data):
         indexer.close()
 
 
+def test_hit_table_lookups_through_removals_compaction_and_late_keys():
+    from loupe.ann.table import HitTable
+
+    table = HitTable()
+    keys = np.arange(3000, dtype=np.uint64)
+    table.add(keys, [f'p{k // 3}' for k in range(3000)], [[k, 0, k + 1, 1] for k in range(3000)],
+              ['grid'] * 3000, [None] * 3000)
+    table.remove(keys[:2400])  # most rows dead: the table compacts
+    table.add(np.asarray([5000], np.uint64), ['late'], [[1, 2, 3, 4]], ['whole'], ['cat'])
+    # a lower key than the last one (another process's write, applied late)
+    table.add(np.asarray([3500], np.uint64), ['p800'], [[7, 7, 8, 8]], ['whole'], [None])
+    assert len(table) == 602
+    assert table.keys().tolist() == list(range(2400, 3000)) + [3500, 5000]
+    rows = table.rows(np.asarray([0, 2399, 2401, 5000, 7777, 3500], np.uint64))
+    assert rows[[0, 1, 4]].tolist() == [-1, -1, -1] and (rows[[2, 3, 5]] >= 0).all()
+    hits = table.hits(rows[[2, 3, 5]], np.asarray([0.5, 0.25, 0.125]))
+    assert [(h.parent_id, h.box, h.kind, h.label, h.similarity) for h in hits] == [
+        ('p800', [2401.0, 0.0, 2402.0, 1.0], 'grid', None, 0.5),
+        ('late', [1.0, 2.0, 3.0, 4.0], 'whole', 'cat', 0.25),
+        ('p800', [7.0, 7.0, 8.0, 8.0], 'whole', None, 0.125)]
+    assert not table.has_parent('p0') and table.has_parent('late')
+    assert table.first_of_kind('whole', ['late', 'p0', 'p800'])[0] == ['late', 'p800']
+    assert table.kind_count({'whole'}) == 2 and table.kind_count({'grid'}) == 600
+
+
 def test_hits_travel_as_one_compact_message():
     hits = ChunkHits.of(['a', 'b\n\u00e9' + 'x' * 600, 'a'],
                      np.asarray([[0, 0, 10, 10], [1.25, 2.5, 3, 4], [5, 5, 6, 6]], np.float64),

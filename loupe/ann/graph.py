@@ -4,9 +4,14 @@ The file is a cache of the LMDB records: loaded when the index opens, reconciled
 records key by key, saved atomically (temporary file + rename) on ``save``/``close`` and every
 ``save_every`` added chunks. A save that fails (a full disk) leaves the previous file and no
 temporary one, and stops nothing: the next open reconciles whatever file it finds.
+
+Adding runs on a worker thread (usearch releases the GIL), so the next write's record work
+overlaps the previous write's graph insertions; every other use of the graph waits for the
+pending additions first, so a search always sees every acknowledged write.
 """
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
@@ -27,7 +32,31 @@ class Graph:
     def __init__(self, folder: Path, ndim: int, settings: dict):
         self.file = Path(folder) / GRAPH_FILE
         self.ndim, self.settings = ndim, settings
-        self.index = self._new()
+        self._index = self._new()
+        self._adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix='graph-add')
+        self._pending: Optional[Future] = None
+        self.failed: Optional[BaseException] = None  # an addition that failed (see wait)
+
+    @property
+    def index(self) -> Index:
+        """The usearch index, once every pending addition is in."""
+        self.wait()
+        return self._index
+
+    def wait(self) -> None:
+        """Wait for the pending additions. One that failed is logged and kept in ``failed``
+        (the owner repairs the graph from the record)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            except Exception as e:  # noqa: BLE001 - kept for the owner to repair
+                logger.error('adding to the graph %s failed: %s', self.file, e)
+                self.failed = e
+
+    def close(self) -> None:
+        self.wait()
+        self._adder.shutdown()
 
     def _new(self) -> Index:
         s = self.settings
@@ -43,14 +72,15 @@ class Graph:
         another dimension."""
         if not self.file.exists():
             return False
+        index = self.index
         try:
-            self.index.load(str(self.file))
-            if self.index.ndim == self.ndim:
-                self.index.expansion_search = self.settings['expansion_search']
+            index.load(str(self.file))
+            if index.ndim == self.ndim:
+                index.expansion_search = self.settings['expansion_search']
                 return True
         except (RuntimeError, ValueError) as e:
             logger.warning('cannot load %s (%s); rebuilding it from LMDB', self.file, e)
-        self.index = self._new()
+        self._index = self._new()
         return False
 
     def save(self) -> bool:
@@ -91,8 +121,10 @@ class Graph:
         return len(missing), len(stale)
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Queue the addition (in order, one at a time); see ``wait``."""
         if len(keys):
-            self.index.add(keys, vectors)
+            self.wait()  # at most one batch in flight: bounded memory, errors seen early
+            self._pending = self._adder.submit(self._index.add, keys, vectors)
 
     def remove(self, keys: np.ndarray) -> None:
         if len(keys):

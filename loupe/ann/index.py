@@ -157,12 +157,20 @@ class ChunkIndex:
         if self.save_every and self._unsaved >= self.save_every:
             self.save()
 
+    def _graph_ready(self) -> None:
+        """Wait for the graph's pending additions; repair it from the record if one failed."""
+        self._graph.wait()
+        if self._graph.failed is not None:
+            self._graph.failed = None
+            self._graph.reconcile(self._table.keys(), self._records.vectors)
+
     def save(self) -> bool:
         """Write the graph file atomically; False (logged, nothing half-written) when the disk
         refuses: the record is complete, and the next open repairs the graph from it."""
         with self._lock:
             if self._graph is None:
                 return True
+            self._graph_ready()
             saved = self._graph.save()
             if saved:
                 self._unsaved = 0
@@ -174,6 +182,8 @@ class ChunkIndex:
                 return
             if self._unsaved:
                 self.save()
+            if self._graph is not None:
+                self._graph.close()
             self._records.close()
             self._records = None
 
@@ -288,6 +298,7 @@ class ChunkIndex:
             self._check_ndim(queries.shape[1], 'query embedding')
             if self._graph is None:
                 return [ChunkHits.empty() for _ in queries]
+            self._graph_ready()
             precision = self.settings['precision']
             if precision in policy.RESCORE:
                 queries = normalise(queries)  # cosine graphs normalise queries themselves
