@@ -177,7 +177,8 @@ def test_unsaved_graph_is_recovered_from_lmdb(tmp_path, data):
         index.upsert('c', [chunk(i) for i in range(20, 30)])
         os._exit(0)  # no close(): the saved graph still has 'a' and lacks 'c'
     ''')
-    subprocess.run([sys.executable, '-c', script], cwd=ROOT, check=True, timeout=900)  # imports alone can take a minute on a loaded machine
+    # imports alone can take a minute on a loaded machine
+    subprocess.run([sys.executable, '-c', script], cwd=ROOT, check=True, timeout=900)
     with ChunkIndex(tmp_path / 'index') as index:
         assert len(index) == 20
         hits = index.search(vectors[:30], 20)
@@ -205,7 +206,8 @@ def test_two_writers_on_one_folder_lose_nothing(tmp_path, data):
                                None) for i in range(20))
             index.delete(['p0'])
     ''')
-    subprocess.run([sys.executable, '-c', script], cwd=ROOT, check=True, timeout=900)  # imports alone can take a minute on a loaded machine
+    # imports alone can take a minute on a loaded machine
+    subprocess.run([sys.executable, '-c', script], cwd=ROOT, check=True, timeout=900)
     first.upsert('p50', chunks_of(vectors[500:505], 500))
     live = first.search(vectors[[200, 502]], 1)
     assert [h[0].parent_id for h in live] == ['q0', 'p50']
