@@ -23,3 +23,7 @@ class DimensionMismatchError(LoupeError, ValueError):
 
 class ModelLoadError(LoupeError):
     """A checkpoint could not be loaded from the hub or a local folder."""
+
+
+class StorageFullError(LoupeError, OSError):
+    """The disk is full: a write stored nothing; searches go on."""

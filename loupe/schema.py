@@ -73,6 +73,9 @@ class ImageDoc(*CODEC, BaseDoc):
     chunks: DocList[Chunk] = Field(default_factory=lambda: DocList[Chunk]())
     matches: DocList[Match] = Field(default_factory=lambda: DocList[Match]())
     terms: DocList[Term] = Field(default_factory=lambda: DocList[Term]())  # a composite query
+    # A query's chunk hits from the indexer to the ranker, as one compact message
+    # (loupe.ann.ChunkHits.to_bytes) instead of a hundred documents; the ranker clears it.
+    chunk_hits: Optional[bytes] = None
     status: Optional[str] = None  # loupe.constants.STATUS_* after /index
     error: Optional[str] = None  # why this item failed; the rest of the request goes on
 

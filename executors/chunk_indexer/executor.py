@@ -1,6 +1,7 @@
 """Chunk indexer executor: stores chunk vectors per image and finds the chunks closest to a query.
 
-Storage: ``<workspace>/chunks/`` (see loupe.ann). After /index the chunk vectors are dropped
+Storage: ``<workspace>/chunks/`` (see loupe.ann). A search's hits go to the ranker in
+``chunk_hits`` (compact arrays). After /index the chunk vectors are dropped
 from the returned docs (the blob is kept for parent storage downstream): they are stored, nothing
 downstream reads them, and they are most of the response's size.
 """
@@ -15,11 +16,10 @@ from loupe.base_executor import LoupeExecutor
 from loupe.config import IndexerSettings
 from loupe.constants import STATUS_MISSING
 from loupe.documents import mark_error
-from loupe.errors import InvalidRequestError
+from loupe.errors import InvalidRequestError, StorageFullError
 from loupe.paths import executor_workspace
-from loupe.rank import chunk_match
 from loupe.explore import endpoints as explore
-from loupe.schema import ImageDoc, Match
+from loupe.schema import ImageDoc
 
 INDEX_DIR = 'chunks'
 
@@ -50,7 +50,14 @@ class ChunkIndexer(LoupeExecutor):
                 mark_error(doc, 'chunks without embeddings cannot be indexed')
                 continue
             items.append((doc.id, doc.chunks, doc.tags))
-        stored = self.chunk_index.upsert_many(items)
+        try:
+            stored = self.chunk_index.upsert_many(items)
+        except StorageFullError as e:  # nothing was stored: every item of the write failed
+            attempted = {item[0] for item in items}
+            for doc in docs:
+                if not doc.error and doc.id in attempted:
+                    mark_error(doc, str(e))
+            stored = 0
         self.whole.invalidate()
         if items:
             self.logger.info(f'indexed {stored} chunks of {len(items)} images')
@@ -76,8 +83,8 @@ class ChunkIndexer(LoupeExecutor):
             raise InvalidRequestError(f'query embeddings of one request differ in size: {sizes}')
         hits = self.chunk_index.search(np.stack(vectors), chunk_limit, checked.get('filter'))
         for doc, doc_hits in zip(queries, hits):
-            doc.matches = DocList[Match](
-                chunk_match(hit.parent_id, hit.similarity, hit.box, hit.kind) for hit in doc_hits)
+            # One bytes field, not a Match document per hit: each hop re-encodes what it carries.
+            doc.chunk_hits = doc_hits.to_bytes()
         return docs
 
     @requests(on='/recommend')

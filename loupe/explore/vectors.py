@@ -10,7 +10,8 @@ from typing import Iterable, List, Optional, Protocol, Tuple
 
 import numpy as np
 
-from loupe.ann import ChunkIndex, _accepts
+from loupe.ann import ChunkIndex
+from loupe.ann.search import accepts as _accepts
 from loupe.constants import KIND_WHOLE
 
 
@@ -47,9 +48,7 @@ class ChunkIndexVectors:
             return self._cache
 
     def _tags(self, ids: List[str]) -> List[dict]:
-        # TODO(ann): a public accessor of parent tags; the index's own reader until then.
-        index, cache = self.index, {}
-        return index._env.read(lambda txn: [index._tags(txn, i, cache) for i in ids])
+        return self.index.parent_tags(ids)
 
     def whole_vectors(self, ids=None, filter=None):
         all_ids, matrix, position = self._all()
