@@ -22,7 +22,8 @@ STATUS_DELETED = 'deleted'
 STATUS_MISSING = 'missing'  # /exists: not (fully) indexed, so index it again
 
 # Endpoints the flows serve.
-ENDPOINTS = ('/index', '/search', '/delete', '/exists', '/find', '/update')
+ENDPOINTS = ('/index', '/search', '/delete', '/exists', '/find', '/update', '/recommend',
+             '/duplicates', '/map')
 
 DEFAULT_PORT = 54000  # gRPC of `loupe serve`; HTTP on the next port
 
