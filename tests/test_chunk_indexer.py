@@ -280,8 +280,9 @@ def test_full_disk_opens_searches_and_refuses_writes_whole(small_disk, data):
     (path / 'chunks.usearch').unlink()  # the next open must rebuild and save the graph
     filler = fill_disk(small_disk)
     with ChunkIndex(path) as index:  # the start-up save fails: not an error
-        assert [chunk_numbers(h)[0] for h in index.search(vectors[:200:7], 1)] == \
-            list(range(0, 200, 7))
+        # Every stored chunk is still found (HNSW is approximate: among the first three).
+        found = index.search(vectors[:200:7], 3)
+        assert all(n in chunk_numbers(h) for n, h in zip(range(0, 200, 7), found))
         with pytest.raises(StorageFullError, match='no space left'):
             index.upsert_many([('new', chunks_of(vectors[300:305], 300), None),
                                ('p1', chunks_of(vectors[305:306], 305), None)])

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from loupe.ann import _accepts as passes_filter  # noqa: F401 (tags filters, as search)
+from loupe.ann.search import accepts as passes_filter  # noqa: F401 (tags filters, as search)
 from loupe.errors import InvalidRequestError
 from loupe.explore import groups as G
 from loupe.explore.hamming import pairs_within
