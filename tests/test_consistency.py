@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import jpeg_bytes, synthetic_image
+from conftest import environment, jpeg_bytes, synthetic_image
 from loupe.store import ParentStore, build_record
 
 
@@ -78,20 +78,6 @@ def models_env(tiny_clip, tiny_owlvit, tiny_detector, tiny_dino):
 
     return {ENV_CLIP_MODEL: tiny_clip, ENV_OWL_MODEL: tiny_owlvit,
             ENV_DETECTOR_MODEL: tiny_detector, ENV_DINO_MODEL: tiny_dino}
-
-
-@contextlib.contextmanager
-def environment(values: dict):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def photos(n: int, seed: int = 0) -> list:
