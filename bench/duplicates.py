@@ -29,9 +29,9 @@ PLANTED = 0.01
 
 def perceptual(n: int) -> dict:
     from loupe.explore.hamming import pairs_within
-    from loupe.explore.params import DUPLICATES
+    from loupe.explore.params import defaults
 
-    threshold = DUPLICATES['perceptual_threshold'].default
+    threshold = defaults('/duplicates')['perceptual_threshold']
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2 ** 63, size=n, dtype=np.uint64) * np.uint64(2) + \
         rng.integers(0, 2, size=n, dtype=np.uint64)
@@ -55,7 +55,7 @@ def semantic(n: int, path: str) -> dict:
     from bench.data import Chunk
     from loupe.ann import ChunkIndex
     from loupe.explore import service
-    from loupe.explore.params import DUPLICATES
+    from loupe.explore.params import defaults
     from loupe.explore.vectors import ChunkIndexVectors
 
     rng = np.random.default_rng(0)
@@ -78,8 +78,9 @@ def semantic(n: int, path: str) -> dict:
         view = ChunkIndexVectors(index)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
-        edges = service.semantic_edges(view, DUPLICATES['semantic_threshold'].default,
-                                       DUPLICATES['neighbours'].default, None)
+        options = defaults('/duplicates')
+        edges = service.semantic_edges(view, options['semantic_threshold'],
+                                       options['neighbours'], None)
         seconds = time.perf_counter() - start
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     found = {(a, b) for a, b, _ in edges}
@@ -141,9 +142,9 @@ def phash_table(files) -> list:
             edited = phash(jpeg(edit(image), QUALITY.get(name, 90)))
             distances[name].append(bin(original ^ edited).count('1'))
     distances['different photos'] = [bin(a ^ b).count('1') for a, b in combinations(originals, 2)]
-    from loupe.explore.params import DUPLICATES
+    from loupe.explore.params import defaults
 
-    threshold = DUPLICATES['perceptual_threshold'].default
+    threshold = defaults('/duplicates')['perceptual_threshold']
     return [{'comparison': name, 'pairs': len(d), 'min_bits': int(np.min(d)),
              'median_bits': float(np.median(d)), 'p95_bits': float(np.percentile(d, 95)),
              'max_bits': int(np.max(d)),

@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
 
     sizes = args.sizes or ([2000] if args.smoke else [10_000, 100_000, 1_000_000])
     n_requests = args.requests or (5 if args.smoke else 50)
-    defaults = params.read(params.RECOMMEND, {'like': ['x']}, NAME)
+    defaults = params.defaults('/recommend')
     rows = []
     for n in sizes:
         path = common.cache_dir(args, NAME, f'{n}')

@@ -91,6 +91,10 @@ class Spec:
         return out
 
 
+# A request's tag filter (/search and the explore endpoints).
+TAG_FILTER = Spec(dict, 'only images whose tags match: {"key": value or [values]}',
+                  nullable=True)
+
 _BAD = object()
 
 

@@ -14,9 +14,10 @@ that they agree.
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from loupe.config import (IndexerSettings, RankerSettings, RerankerSettings, SegmenterSettings,
-                          Spec, StorageSettings, spec_of)
+from loupe.config import (TAG_FILTER, IndexerSettings, RankerSettings, RerankerSettings,
+                          SegmenterSettings, Spec, StorageSettings, names, spec_of)
 from loupe.errors import InvalidRequestError
+from loupe.explore.params import PARAMETERS as EXPLORE
 
 # Jina's client adds this key to every request's parameters (executors' returned dicts).
 RESERVED = frozenset({'__results__'})
@@ -31,8 +32,8 @@ class Endpoint:
     max_docs: int = 512  # documents per request (the gateway's cap); more: refused as a whole
 
 
-def _from(cls, *names: str) -> Dict[str, Spec]:
-    return {name: spec_of(cls, name) for name in names}
+def _from(cls, *fields: str) -> Dict[str, Spec]:
+    return {name: spec_of(cls, name) for name in fields}
 
 
 ENDPOINTS: Dict[str, Endpoint] = {
@@ -44,7 +45,7 @@ ENDPOINTS: Dict[str, Endpoint] = {
     }, max_docs=512),
     '/search': Endpoint({
         **_from(IndexerSettings, 'limit', 'chunk_limit'),
-        'filter': Spec(dict, 'only images whose tags match: {"key": value or [values]}'),
+        'filter': TAG_FILTER,
         **_from(RankerSettings, 'aggregation', 'top_k'),
         **_from(RerankerSettings, 'rerank', 'rerank_top_k', 'rerank_weight'),
         'with_preview': Spec(bool, 'return each result\'s preview JPEG'),
@@ -58,6 +59,8 @@ ENDPOINTS: Dict[str, Endpoint] = {
         'untag': Spec(list, 'tag names to remove'),
         'remove_uris': Spec(list, 'paths or URLs the images are no longer under'),
     }, max_docs=10_000),
+    # defaults: loupe.explore.params. A document is one whole-collection answer: a few at most.
+    **{name: Endpoint(_from(cls, *names(cls)), max_docs=8) for name, cls in EXPLORE.items()},
 }
 
 

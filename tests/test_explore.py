@@ -145,14 +145,20 @@ def test_semantic_edges_join_only_near_identical_vectors(clustered_index):
 
 def test_parameters_are_checked_in_one_place():
     with pytest.raises(InvalidRequestError, match="'like' is required"):
-        P.read(P.RECOMMEND, {}, '/recommend')
-    with pytest.raises(InvalidRequestError, match='semantic_threshold=1.5 is out of range'):
-        P.read(P.DUPLICATES, {'semantic_threshold': 1.5}, '/duplicates')
-    with pytest.raises(InvalidRequestError, match="method='fuzzy' is not one of"):
-        P.read(P.DUPLICATES, {'method': 'fuzzy'}, '/duplicates')
-    with pytest.raises(InvalidRequestError, match='limit'):
-        P.read(P.RECOMMEND, {'like': ['x'], 'limit': 2.5}, '/recommend')
-    assert P.read(P.RECOMMEND, {'like': 'x', 'limit': '3'}, '/recommend')['like'] == ['x']
+        P.read('/recommend', {})
+    with pytest.raises(InvalidRequestError, match=r'semantic_threshold must be a number in '
+                                                  r'\[0.5, 1\], got 1.5'):
+        P.read('/duplicates', {'semantic_threshold': 1.5})
+    with pytest.raises(InvalidRequestError, match="method must be one of exact, perceptual, "
+                                                  "semantic, all, got 'fuzzy'"):
+        P.read('/duplicates', {'method': 'fuzzy'})
+    with pytest.raises(InvalidRequestError, match='limit must be an integer'):
+        P.read('/recommend', {'like': ['x'], 'limit': 2.5})
+    with pytest.raises(InvalidRequestError, match='unknown parameter top_k for /map; valid: '
+                                                  'sample, seed, projection'):
+        P.read('/map', {'top_k': 3})
+    read = P.read('/recommend', {'like': ['x', 'y', 'x'], 'limit': 3.0})
+    assert read['like'] == ['x', 'y'] and read['limit'] == 3 and read['ask'] == 4
 
 
 def test_map_separates_clusters_and_gives_every_point_its_own_cell():

@@ -73,6 +73,9 @@ class ClipEncoder(LoupeExecutor):
     def search(self, docs: DocList[ImageDoc], parameters: dict = None,
                **kwargs) -> DocList[ImageDoc]:
         self.check_request('/search', docs, parameters)
+        return self._embed_queries(docs)
+
+    def _embed_queries(self, docs: DocList[ImageDoc]) -> DocList[ImageDoc]:
         if not docs:
             return docs
         text_docs, image_docs = [], []
@@ -124,9 +127,10 @@ class ClipEncoder(LoupeExecutor):
     def map(self, docs: DocList[ImageDoc], parameters: dict = None,
             **kwargs) -> DocList[ImageDoc]:
         """A map is coloured by similarity to a text query, when the request has one."""
+        self.check_request('/map', docs, parameters)
         texts = DocList[ImageDoc](d for d in docs or () if d.text and d.text.strip())
         if texts:
-            self.search(texts, parameters)
+            self._embed_queries(texts)
         return docs
 
     def _query_images(self, docs: List[ImageDoc], embedded: List[ImageDoc]) -> Iterator[Image.Image]:

@@ -53,7 +53,12 @@ class ParentStorage(LoupeExecutor):
     @requests(on='/search')
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                **kwargs) -> DocList[ImageDoc]:
-        with_preview = self.check_request('/search', docs, parameters).get('with_preview', False)
+        self._fill(docs, self.check_request('/search', docs, parameters).get('with_preview',
+                                                                             False))
+        return slim(docs)
+
+    def _fill(self, docs: DocList[ImageDoc], with_preview: bool) -> None:
+        """Each match gets its image's paths, tags and size; a match without a record goes."""
         for doc in docs or ():
             if not doc.matches:
                 continue
@@ -65,12 +70,13 @@ class ParentStorage(LoupeExecutor):
                 match.width, match.height = rec.width, rec.height
                 match.preview = rec.preview or None
             doc.matches = DocList[Match](kept)
-        return slim(docs)
 
     @requests(on='/recommend')
     def recommend(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                   **kwargs) -> DocList[ImageDoc]:
-        return self.search(docs, parameters)
+        self._fill(docs, self.check_request('/recommend', docs, parameters).get('with_preview',
+                                                                                False))
+        return slim(docs)
 
     @requests(on='/duplicates')
     def duplicates(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
@@ -80,7 +86,8 @@ class ParentStorage(LoupeExecutor):
     @requests(on='/map')
     def map(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
             **kwargs) -> DocList[ImageDoc]:
-        self.search(docs, {'with_preview': True})
+        self.check_request('/map', docs, parameters)
+        self._fill(docs, with_preview=True)
         return explore.thumbnails(docs, parameters)
 
     @requests(on='/delete')

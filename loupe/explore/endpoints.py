@@ -47,7 +47,9 @@ def recommend(view, docs, parameters) -> DocList[ImageDoc]:
     def work(doc):
         from loupe.explore import service
 
-        ranking = service.recommend(view, **P.read(P.RECOMMEND, parameters, '/recommend'))
+        options = P.read('/recommend', parameters)
+        options.pop('with_preview')  # root storage's part
+        ranking = service.recommend(view, **options)
         matches = [Match(parent_id=i, score=s) for i, s in zip(ranking.ids, ranking.scores)]
         matches += [Match(parent_id=i, score=s, ask=True)
                     for i, s in zip(ranking.ask, ranking.ask_scores)]
@@ -62,7 +64,7 @@ def semantic_edges(view, docs, parameters) -> DocList[ImageDoc]:
     def work(doc):
         from loupe.explore import service
 
-        options = P.read(P.DUPLICATES, parameters, '/duplicates')
+        options = P.read('/duplicates', parameters)
         if options['method'] not in (SEMANTIC, P.ALL):
             return
         edges = service.semantic_edges(view, options['semantic_threshold'],
@@ -77,7 +79,7 @@ def project(view, docs, parameters) -> DocList[ImageDoc]:
     def work(doc):
         from loupe.explore import service
 
-        options = P.read(P.MAP, parameters, '/map')
+        options = P.read('/map', parameters)
         result = service.project(view, options['sample'], options['seed'],
                                  options['projection'], options['filter'], doc.embedding)
         similarity = result.similarity if result.similarity is not None else [None] * len(result.ids)
@@ -95,7 +97,7 @@ def thumbnails(docs, parameters) -> DocList[ImageDoc]:
     """The map's points (filled by root storage's search, with previews) get small JPEG
     thumbnails instead of the previews."""
     def work(doc):
-        size = P.read(P.MAP, parameters, '/map')['thumb_size']
+        size = P.read('/map', parameters)['thumb_size']
         for match in doc.matches:
             if match.preview:
                 match.preview = preview_jpeg(decode(match.preview, min_side=size), size, 80)
@@ -108,7 +110,7 @@ def duplicate_groups(store: ParentStore, docs, parameters) -> DocList[ImageDoc]:
     def work(doc):
         from loupe.explore import service
 
-        options = P.read(P.DUPLICATES, parameters, '/duplicates')
+        options = P.read('/duplicates', parameters)
         methods = P.METHODS_OF[options['method']]
         records = [r for r in store.records()
                    if not options['filter'] or service.passes_filter(r.tags, options['filter'])]
@@ -129,7 +131,7 @@ def duplicate_groups(store: ParentStore, docs, parameters) -> DocList[ImageDoc]:
                     score=1.0 if member.similarity is None else member.similarity,
                     joined_by=member.method,
                     joined_to=None if member.joined_to is None else records[member.joined_to].id))
-        if (parameters or {}).get('with_preview'):
+        if options['with_preview']:
             previews = store.get_many([m.parent_id for m in matches], preview=True)
             for match in matches:
                 match.preview = previews[match.parent_id].preview or None

@@ -1,98 +1,78 @@
 """The request parameters of /recommend, /duplicates and /map: names, types, defaults, bounds.
 
-One place that turns a request's ``parameters`` into checked values (a clear error naming the
-parameter otherwise). Names other endpoints use (``limit``, ``filter``) mean the same here.
+Each endpoint's parameters are one frozen dataclass of ``loupe.config`` settings, so their
+defaults live here once and their ``Spec`` is what ``loupe.parameters.ENDPOINTS`` checks a
+request against (unknown names are errors listing the valid ones). Names other endpoints use
+(``limit``, ``filter``, ``with_preview``) mean the same here.
 """
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
+from loupe.config import TAG_FILTER, Spec, setting
 from loupe.errors import InvalidRequestError
 from loupe.explore.groups import METHODS
 
 ALL = 'all'
 METHODS_OF = {**{m: (m,) for m in METHODS}, ALL: METHODS}
 PROJECTIONS = ('pca', 'umap')
+_IDS = Spec(list, 'a list of image ids', check=lambda ids: all(ids))
+_PREVIEW = Spec(bool, "return each result's preview JPEG")
 
 
 @dataclass(frozen=True)
-class Param:
-    kind: type
-    default: Any
-    low: Optional[float] = None
-    high: Optional[float] = None
-    choices: Tuple = ()
-    check: Optional[Callable[[Any], Any]] = None
+class RecommendParameters:
+    like: Tuple[str, ...] = setting((), _IDS)  # required: checked by read()
+    dislike: Tuple[str, ...] = setting((), _IDS)
+    limit: int = setting(10, Spec(int, 'results', min=1, cap=1000))
+    ask: int = setting(4, Spec(int, 'uncertain images to vote on next', min=0, cap=50))
+    # above exhaustive_max images, only an ANN candidate set of about this many is scored
+    candidates: int = setting(2000, Spec(int, 'ANN candidate set size', min=10, cap=100_000))
+    exhaustive_max: int = setting(20_000, Spec(int, 'score every image up to this many', min=0,
+                                               cap=10_000_000))
+    filter: Optional[dict] = setting(None, TAG_FILTER)
+    with_preview: bool = setting(False, _PREVIEW)
 
 
-def _ids(value) -> list:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError('expected a list of image ids')
-    return list(dict.fromkeys(value))
-
-
-def _filter(value):
-    if value is not None and not isinstance(value, dict):
-        raise ValueError('expected a dict of tag -> value(s)')
-    return value or None
-
-
-RECOMMEND = {
-    'like': Param(list, None, check=_ids),
-    'dislike': Param(list, (), check=_ids),
-    'limit': Param(int, 10, 1, 1000),
-    'ask': Param(int, 4, 0, 50),
-    'candidates': Param(int, 2000, 10, 100_000),  # ANN candidate set size above exhaustive_max
-    'exhaustive_max': Param(int, 20_000, 0, 10_000_000),  # score everything up to this many
-    'filter': Param(dict, None, check=_filter),
-}
-DUPLICATES = {
-    'method': Param(str, ALL, choices=METHODS + (ALL,)),
+@dataclass(frozen=True)
+class DuplicatesParameters:
+    method: str = setting(ALL, Spec(str, 'which kind of duplicate', choices=METHODS + (ALL,)))
     # measured on coco128 edited copies (README): edits reach 10 bits, other photos start at 16
-    'perceptual_threshold': Param(int, 10, 0, 24),
-    'semantic_threshold': Param(float, 0.95, 0.5, 1.0),  # whole-image cosine similarity
-    'neighbours': Param(int, 10, 1, 100),  # k of the kNN search per image (semantic)
-    'filter': Param(dict, None, check=_filter),
-}
-MAP = {
-    'sample': Param(int, 3000, 1, 20_000),
-    'seed': Param(int, 0, 0, 2 ** 32 - 1),
-    'projection': Param(str, 'pca', choices=PROJECTIONS),
-    'thumb_size': Param(int, 96, 16, 256),
-    'filter': Param(dict, None, check=_filter),
-}
+    perceptual_threshold: int = setting(10, Spec(int, 'pHash bits apart, at most', min=0,
+                                                 cap=24))
+    semantic_threshold: float = setting(0.95, Spec(float, 'whole-image cosine, at least',
+                                                   min=0.5, max=1.0))
+    neighbours: int = setting(10, Spec(int, 'k of the kNN search per image (semantic)', min=1,
+                                       cap=100))
+    filter: Optional[dict] = setting(None, TAG_FILTER)
+    with_preview: bool = setting(False, _PREVIEW)
 
 
-def read(spec: Dict[str, Param], parameters: Optional[dict], endpoint: str) -> Dict[str, Any]:
-    """Checked values of ``spec``'s parameters (defaults for those not given)."""
-    parameters = parameters or {}
-    values = {}
-    for name, p in spec.items():
-        value = parameters.get(name)
-        if value is None or (p.check is _ids and not value):
-            if p.default is None and p.check is _ids:
-                raise InvalidRequestError(f'{endpoint}: {name!r} is required (image ids)')
-            values[name] = p.default if not isinstance(p.default, tuple) else list(p.default)
-            continue
-        try:
-            if p.check is not None:
-                value = p.check(value)
-            elif p.kind is int:
-                if isinstance(value, bool) or float(value) != int(float(value)):
-                    raise ValueError('expected an integer')
-                value = int(float(value))
-            elif p.kind is float:
-                value = float(value)
-            elif p.kind is str:
-                value = str(value)
-        except (TypeError, ValueError) as e:
-            raise InvalidRequestError(f'{endpoint}: {name}={value!r}: {e}') from None
-        if p.choices and value not in p.choices:
-            raise InvalidRequestError(f'{endpoint}: {name}={value!r} is not one of '
-                                      f'{", ".join(p.choices)}')
-        if p.low is not None and not p.low <= value <= p.high:
-            raise InvalidRequestError(f'{endpoint}: {name}={value!r} is out of range '
-                                      f'[{p.low}, {p.high}]')
-        values[name] = value
+@dataclass(frozen=True)
+class MapParameters:
+    sample: int = setting(3000, Spec(int, 'images on the map, at most', min=1, cap=20_000))
+    seed: int = setting(0, Spec(int, 'seed of the random sample', min=0, cap=2 ** 32 - 1))
+    projection: str = setting('pca', Spec(str, '2-D projection', choices=PROJECTIONS))
+    thumb_size: int = setting(96, Spec(int, 'thumbnail side, pixels', min=16, cap=256))
+    filter: Optional[dict] = setting(None, TAG_FILTER)
+
+
+PARAMETERS = {'/recommend': RecommendParameters, '/duplicates': DuplicatesParameters,
+              '/map': MapParameters}
+
+
+def defaults(endpoint: str) -> Dict[str, Any]:
+    return dataclasses.asdict(PARAMETERS[endpoint]())
+
+
+def read(endpoint: str, parameters: Optional[dict]) -> Dict[str, Any]:
+    """Checked values of the endpoint's parameters, defaults for those not given."""
+    from loupe.parameters import check_parameters
+
+    values = {**defaults(endpoint), **check_parameters(endpoint, parameters)}
+    for name in ('like', 'dislike'):
+        if name in values:
+            values[name] = list(dict.fromkeys(values[name]))
+    if endpoint == '/recommend' and not values['like']:
+        raise InvalidRequestError("/recommend: 'like' is required (image ids)")
     return values
