@@ -43,9 +43,9 @@ def _run(env, *args, cpu: list = None) -> float:
 
 
 def _encode_seconds(clip: str, n: int) -> list:
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
-    embedder = ClipEmbedder(clip)
+    embedder = Embedder(clip)
     embedder.embed_texts(['warm up'])
     out = []
     for i in range(n):

@@ -1,8 +1,8 @@
 """Decode + preprocess for CLIP, in images/s: with draft (reduced-size) JPEG decoding, and without.
 
-What the encoder does to each image before the model: ``ClipEmbedder.decode`` (draft decoding
+What the encoder does to each image before the model: ``Embedder.decode`` (draft decoding
 sized so that the smallest chunk box still covers the model's input) or a full-size decode,
-a crop per chunk box (whole image, plus a 3x3 grid for ``grid``) and ``ClipEmbedder.preprocess``
+a crop per chunk box (whole image, plus a 3x3 grid for ``grid``) and ``Embedder.preprocess``
 (resize, center crop, normalise into the model's input tensor). One thread, as the encoder runs it.
 """
 import functools
@@ -55,12 +55,12 @@ def measure(args, clip: str, n_images: int, repeat: int) -> list:
     machine load hits both alike)."""
     import torch
 
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the encoder, this part runs on one thread
     try:
-        return _measure(args, ClipEmbedder(clip), n_images, repeat)
+        return _measure(args, Embedder(clip), n_images, repeat)
     finally:
         torch.set_num_threads(threads)
 

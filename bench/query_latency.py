@@ -5,7 +5,7 @@ workspace with loupe.ann.ChunkIndex (settings of the flow's indexer), and root-s
 every image that a benchmark query can reach (the exact top 2000 chunks of each query) so
 storage and the reranker have work to do. ``loupe serve --flow query`` then serves it, and a
 loupe.client (gRPC) searches text with the reranker off and on (top 10). The direct cost is
-``ClipEmbedder.embed_texts`` of the same text plus one ``ChunkIndex.search`` for as many chunk
+``Embedder.embed_texts`` of the same text plus one ``ChunkIndex.search`` for as many chunk
 hits as the indexer fetches, in this process; direct and flow queries alternate.
 """
 import shutil
@@ -138,9 +138,9 @@ def main(argv=None) -> dict:
     clip, owl = common.clip_model(args), common.owl_model(args)
     env = {'LOUPE_CLIP_MODEL': clip, 'LOUPE_OWL_MODEL': owl}
     settings = indexer_settings()
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
-    embedder = ClipEmbedder(clip)
+    embedder = Embedder(clip)
     text_vectors = embedder.embed_texts(TEXTS)
     rows = []
     for n in sizes:

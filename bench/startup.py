@@ -29,10 +29,10 @@ _DIRECT = '''
 import sys, time
 start = time.perf_counter()
 from loupe.ann import ChunkIndex
-from loupe.clip import ClipEmbedder
+from loupe.embedder import Embedder
 from loupe.segment import Partitioner
 from loupe.store import ParentStore
-ClipEmbedder(sys.argv[1]); ChunkIndex(sys.argv[3] + '/chunks'); ParentStore(sys.argv[3] + '/images')
+Embedder(sys.argv[1]); ChunkIndex(sys.argv[3] + '/chunks'); ParentStore(sys.argv[3] + '/images')
 Partitioner()
 if sys.argv[2]:
     from loupe.rerank import Reranker

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from loupe.constants import BACKENDS
+from loupe.constants import BACKENDS, MAX_BLOB_BYTES
 from loupe.constants import PRECISIONS as PRECISIONS_ENCODER
 from loupe.errors import ConfigError, InvalidRequestError
 
@@ -193,7 +193,7 @@ class SegmenterSettings:
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """CLIP encoder (``loupe.clip``)."""
+    """Image-text encoder (``loupe.embedder``)."""
 
     model: Optional[str] = setting(None, _MODEL)
     batch_size: int = setting(32, Spec(int, 'crops or texts per forward pass', min=1))
@@ -270,10 +270,37 @@ class StorageSettings:
                                              nullable=True))
 
 
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The loupe gateway (``executors/gateway``): what the service accepts, and from whom."""
+
+    api_key: Optional[str] = setting(None, Spec(
+        str, 'key every call must carry (env LOUPE_API_KEY wins); null: none, so bind to '
+             'loopback only', nullable=True))
+    allow_folders: Tuple[str, ...] = setting((), Spec(
+        list, 'local folders whose files a uri may name (and env LOUPE_ALLOW_FOLDERS)'))
+    allow_urls: Tuple[str, ...] = setting((), Spec(
+        list, 'http(s)://HOST patterns a uri may name, e.g. https://*.example.com (and env '
+              'LOUPE_ALLOW_URLS)'))
+    allow_origins: Tuple[str, ...] = setting((), Spec(
+        list, "web origins besides the gateway's own that may post (a page hosted elsewhere)"))
+    max_docs: Optional[int] = setting(None, Spec(
+        int, 'documents in one request, below the per-endpoint caps (Request parameters); '
+             'null: those caps', min=1, nullable=True))
+    max_blob_bytes: int = setting(MAX_BLOB_BYTES, Spec(int, 'bytes of one image, sent or read',
+                                                       min=1, max=MAX_BLOB_BYTES))
+    fetch_timeout: float = setting(10.0, Spec(float, 'seconds for all the reads of one request',
+                                              min=0, min_open=True))
+    fetch_concurrency: int = setting(8, Spec(int, 'reads in flight per request', min=1))
+    static_dir: Optional[str] = setting(None, Spec(
+        str, 'folder served at / (the web page); null: the one in the package', nullable=True))
+
+
 # Executor name in the flows -> its settings.
 EXECUTOR_SETTINGS = {
     'segmenter': SegmenterSettings, 'encoder': EncoderSettings, 'indexer': IndexerSettings,
     'ranker': RankerSettings, 'reranker': RerankerSettings, 'storage': StorageSettings,
+    'gateway': GatewaySettings,
 }
 
 

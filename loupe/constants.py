@@ -25,6 +25,7 @@ STATUS_MISSING = 'missing'  # /exists: not (fully) indexed, so index it again
 ENDPOINTS = ('/index', '/search', '/delete', '/exists', '/find', '/update', '/recommend',
              '/duplicates', '/map')
 
+MAX_BLOB_BYTES = 64 << 20  # one image's bytes: sent, read by the service or fetched by the client
 DEFAULT_PORT = 54000  # gRPC of `loupe serve`; HTTP on the next port
 
 # Environment settings.

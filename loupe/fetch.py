@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
+from loupe.config import GatewaySettings
 from loupe.errors import ImageLoadError
 
 ENV_ALLOW_FOLDERS = 'LOUPE_ALLOW_FOLDERS'  # os.pathsep-separated folders
 ENV_ALLOW_URLS = 'LOUPE_ALLOW_URLS'  # comma-separated scheme://host patterns
-DEFAULT_MAX_BYTES = 64 << 20
-DEFAULT_TIMEOUT = 10.0  # seconds for all the reads of one request together
-DEFAULT_CONCURRENCY = 8  # reads in flight per request
+_DEFAULTS = GatewaySettings()
 _URL_SCHEMES = ('http', 'https')
 NOT_ALLOWED = ('not read: this service reads no path or URL named by a client unless its '
                'operator allows it (send the image bytes as blob)')
@@ -35,9 +34,9 @@ class SourcePolicy:
 
     folders: Tuple[Path, ...] = ()
     urls: Tuple[str, ...] = ()
-    max_bytes: int = DEFAULT_MAX_BYTES
-    timeout: float = DEFAULT_TIMEOUT
-    concurrency: int = DEFAULT_CONCURRENCY
+    max_bytes: int = _DEFAULTS.max_blob_bytes
+    timeout: float = _DEFAULTS.fetch_timeout
+    concurrency: int = _DEFAULTS.fetch_concurrency
 
     @classmethod
     def create(cls, folders: Sequence[str] = (), urls: Sequence[str] = (),

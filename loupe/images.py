@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from loupe.boxes import scale
+from loupe.constants import MAX_BLOB_BYTES
 from loupe.errors import ImageLoadError
 
 try:  # HEIC/HEIF (phone photos) through the maintained pillow-heif plugin; AVIF is in Pillow
@@ -27,7 +28,6 @@ else:
 
 # PIL raises its own bomb error only at twice its limit; ours is one clear threshold.
 DEFAULT_MAX_PIXELS = 178_956_970
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _ORIENTATION_TAG = 0x0112
 
@@ -73,9 +73,9 @@ def read_source(uri: str, timeout: float = 15.0) -> bytes:
         if uri.startswith(('http://', 'https://')):
             request = urllib.request.Request(uri, headers={'User-Agent': 'loupe'})
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                data = response.read(MAX_DOWNLOAD_BYTES + 1)
-            if len(data) > MAX_DOWNLOAD_BYTES:
-                raise ImageLoadError(f'larger than {MAX_DOWNLOAD_BYTES} bytes')
+                data = response.read(MAX_BLOB_BYTES + 1)
+            if len(data) > MAX_BLOB_BYTES:
+                raise ImageLoadError(f'larger than {MAX_BLOB_BYTES} bytes')
             return data
         path = Path(uri[len('file://'):] if uri.startswith('file://') else uri)
         return path.expanduser().read_bytes()

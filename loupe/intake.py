@@ -9,41 +9,44 @@ a slow source cannot hold up the executors that every other client's requests pa
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
+from loupe.config import GatewaySettings
 from loupe.constants import STATUS_ERROR
 from loupe.errors import ImageLoadError, InvalidRequestError
 from loupe.fetch import SourcePolicy, fetch_all
+from loupe.parameters import ENDPOINTS, check_count
 from loupe.schema import ImageDoc
 from loupe.sources import content_id
 
-DEFAULT_MAX_DOCS = 512  # documents in one request
-DEFAULT_MAX_BLOB_BYTES = 64 << 20  # bytes of one image
 MAX_ID_BYTES = 256  # of a document id (LMDB keys hold at most 511 bytes)
 _READS_IMAGES = ('/index', '/search')
 
 
 @dataclass
 class Intake:
-    policy: SourcePolicy = field(default_factory=SourcePolicy)
-    max_docs: int = DEFAULT_MAX_DOCS
-    max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+    """The caps are loupe.parameters' (per endpoint); the operator may only lower them."""
 
-    def check_count(self, count: int) -> None:
-        if count > self.max_docs:
-            raise InvalidRequestError(
-                f'{count} documents in one request: the limit is {self.max_docs}; '
-                f'send them in several requests')
+    policy: SourcePolicy = field(default_factory=SourcePolicy)
+    max_docs: Optional[int] = None
+    max_blob_bytes: int = GatewaySettings().max_blob_bytes
+
+    def check_count(self, endpoint: str, count: int) -> None:
+        if endpoint in ENDPOINTS:
+            check_count(endpoint, count)
+        if self.max_docs is not None and count > self.max_docs:
+            raise InvalidRequestError(f'{count} documents in one {endpoint} request; at most '
+                                      f'{self.max_docs} here: send them in several requests')
 
     async def prepare(self, endpoint: str, docs: Sequence[ImageDoc],
                       anonymous: Optional[List[bool]] = None) -> None:
         """Check, fill in blobs, and give documents sent without an id their content's id."""
-        self.check_count(len(docs))
+        self.check_count(endpoint, len(docs))
         if endpoint not in _READS_IMAGES:
             return
         for doc in docs:
             if doc.blob is not None and len(doc.blob) > self.max_blob_bytes:
-                _fail(doc, f'image of {len(doc.blob)} bytes: the limit is {self.max_blob_bytes}')
+                _fail(doc, f'image of {len(doc.blob):,} bytes; at most {self.max_blob_bytes:,}')
             if endpoint == '/index' and len(doc.id.encode()) > MAX_ID_BYTES:
-                _fail(doc, f'id of {len(doc.id.encode())} bytes: the limit is {MAX_ID_BYTES}')
+                _fail(doc, f'id of {len(doc.id.encode())} bytes; at most {MAX_ID_BYTES}')
         wanted = [doc for doc in docs if doc.blob is None and doc.uri and not doc.error]
         results = await fetch_all([doc.uri for doc in wanted], self.policy)
         for doc, result in zip(wanted, results):
@@ -71,11 +74,11 @@ def _fail(doc: ImageDoc, reason: str) -> None:
     doc.status = STATUS_ERROR
 
 
-def intake_from_settings(allow_folders=(), allow_urls=(), max_docs=None, max_blob_bytes=None,
-                         fetch_timeout=None) -> Intake:
+def intake_from_settings(settings: GatewaySettings) -> Intake:
     """The gateway's settings, environment included (LOUPE_ALLOW_FOLDERS, LOUPE_ALLOW_URLS)."""
-    policy = SourcePolicy.create(allow_folders, allow_urls, max_bytes=max_blob_bytes,
-                                 timeout=fetch_timeout)
-    return Intake(policy=policy, max_docs=int(max_docs or DEFAULT_MAX_DOCS),
-                  max_blob_bytes=int(max_blob_bytes or DEFAULT_MAX_BLOB_BYTES))
-
+    policy = SourcePolicy.create(settings.allow_folders, settings.allow_urls,
+                                 max_bytes=settings.max_blob_bytes,
+                                 timeout=settings.fetch_timeout,
+                                 concurrency=settings.fetch_concurrency)
+    return Intake(policy=policy, max_docs=settings.max_docs,
+                  max_blob_bytes=settings.max_blob_bytes)

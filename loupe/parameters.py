@@ -16,13 +16,13 @@ from typing import Any, Dict, Optional
 
 from loupe.config import (TAG_FILTER, IndexerSettings, RankerSettings, RerankerSettings,
                           SegmenterSettings, Spec, StorageSettings, names, spec_of)
+from loupe.constants import MAX_BLOB_BYTES
 from loupe.errors import InvalidRequestError
 from loupe.explore.params import PARAMETERS as EXPLORE
 
 # Jina's client adds this key to every request's parameters (executors' returned dicts).
 RESERVED = frozenset({'__results__'})
 
-MAX_BLOB_BYTES = 64 * 1024 * 1024  # one image's bytes (the gateway's cap too); larger: per item
 MAX_QUERY_CHARS = 1000  # a text query (CLIP reads 77 tokens of it)
 
 

@@ -1,7 +1,7 @@
 """Query arithmetic: ``"a dog" + "on the beach" - night``, text and example images mixed.
 
 A query is a list of weighted terms; the service embeds each with CLIP and searches with the
-normalised weighted sum (loupe.clip's embeddings are unit vectors, so ``-`` steers away from a
+normalised weighted sum (loupe.embedder's embeddings are unit vectors, so ``-`` steers away from a
 concept). A term is ``[WEIGHT*]TEXT`` or ``[WEIGHT*]IMAGE`` where IMAGE is an existing image
 file, an http(s) URL of one, or ``image:PATH``.
 """

@@ -350,13 +350,13 @@ def test_retrieval_finds_and_highlights_a_known_answer(colour_set):
 
 
 def test_retrieval_on_coco128_with_tiny_models_and_reranking(coco128, tiny_clip, tiny_owlvit):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
     dataset = load_boxes(coco128, limit=8)
     partitioner = Partitioner()
     specs = parse_specs('none,grid', partitioner)
     stage = RerankStage(Reranker(tiny_owlvit), [im.path for im in dataset.images], top=3)
-    result = evaluate_retrieval(dataset, specs, partitioner, ClipEmbedder(tiny_clip), stage)
+    result = evaluate_retrieval(dataset, specs, partitioner, Embedder(tiny_clip), stage)
     _, objects = _coco128_truth(coco128, 8)
     labels = {line.split()[0] for p in {o[0] for o in objects}
               for line in (coco128 / 'labels' / 'train2017' / (p.stem + '.txt')).read_text()
@@ -390,9 +390,9 @@ def test_caption_recall_at_1_on_a_known_answer(caption_set, embedder, expected):
 
 
 def test_caption_recall_with_tiny_clip_is_bounded_and_monotone(caption_set, tiny_clip):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
-    result = evaluate_captions(load_captions(caption_set), ClipEmbedder(tiny_clip))
+    result = evaluate_captions(load_captions(caption_set), Embedder(tiny_clip))
     _assert_rates(result['text_to_image'])
     _assert_rates(result['image_to_text'])
     assert result['text_to_image']['10'] == 1.0  # 8 images: every one is in the top 10
@@ -416,14 +416,14 @@ def distinct_set(tmp_path) -> Path:
 
 
 def test_query_by_example_finds_the_source_and_the_crop(distinct_set, tiny_clip):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
     dataset = load_boxes(distinct_set)
     assert len(select_queries(dataset)) == 5
     assert len(select_queries(dataset, max_queries=2)) == 2
     partitioner = Partitioner()
     specs = parse_specs('none,grid+overlap0', partitioner)
-    result = evaluate_query_by_example(dataset, specs, partitioner, ClipEmbedder(tiny_clip))
+    result = evaluate_query_by_example(dataset, specs, partitioner, Embedder(tiny_clip))
     assert result['queries'] == 5
     grid, none = result['rows']['grid+overlap0'], result['rows']['none']
     # The crop is one of the plain tiling's cells: found first, highlighted exactly.
@@ -436,13 +436,13 @@ def test_query_by_example_finds_the_source_and_the_crop(distinct_set, tiny_clip)
 
 
 def test_query_by_example_on_coco128_with_image_guided_reranking(coco128, tiny_clip, tiny_owlvit):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
     dataset = load_boxes(coco128, limit=5)
     partitioner = Partitioner()
     specs = parse_specs('grid', partitioner)
     stage = RerankStage(Reranker(tiny_owlvit), [im.path for im in dataset.images], top=3)
-    result = evaluate_query_by_example(dataset, specs, partitioner, ClipEmbedder(tiny_clip),
+    result = evaluate_query_by_example(dataset, specs, partitioner, Embedder(tiny_clip),
                                        stage, max_queries=6)
     _, objects = _coco128_truth(coco128, 5)
     big = sum(min(b[2] - b[0], b[3] - b[1]) >= 32 for *_, b in objects)

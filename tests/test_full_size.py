@@ -34,10 +34,10 @@ def photos(coco_images):
 
 
 def test_clip_b32_region_embeddings_equal_the_reference_model(photos):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
     folder = checkpoint('clip', False, MODELS)
-    embedder = ClipEmbedder(folder, device='cpu')
+    embedder = Embedder(folder, device='cpu')
     boxes = [[0, 0, photos[0].width, photos[0].height], [10, 20, 300, 260]]
     vectors = embedder.embed_regions(photos[0], boxes)
     assert vectors.shape == (2, 512) and vectors.dtype == np.float32

@@ -200,9 +200,12 @@ def test_intake_caps_documents_and_gives_ids_from_the_content():
             ImageDoc(blob=jpeg_bytes(synthetic_image(1200, 900, seed=4), quality=100))]
     run(intake.prepare('/index', docs, [True, False, True]))
     assert docs[0].id == content_id(picture) and docs[1].id == 'mine'
-    assert docs[2].status == STATUS_ERROR and 'limit is 50000' in docs[2].error
-    with pytest.raises(InvalidRequestError, match='4 documents.*limit is 3'):
+    assert docs[2].status == STATUS_ERROR and 'at most 50,000' in docs[2].error
+    with pytest.raises(InvalidRequestError, match='4 documents in one /delete request; at most '
+                                                  '3 here'):
         run(intake.prepare('/delete', [ImageDoc() for _ in range(4)]))
+    with pytest.raises(InvalidRequestError, match='9 documents in one /map request; at most 8'):
+        run(Intake().prepare('/map', [ImageDoc() for _ in range(9)]))  # loupe.parameters' cap
 
 
 # --- the service ------------------------------------------------------------------------------
@@ -297,8 +300,8 @@ def test_http_requests_over_100_documents_are_handled_whole(service):
     _, port = service
     status, answer = post(port, '/exists', {'data': [{'id': f'id{i}'} for i in range(150)]})
     assert status == 200 and [d['id'] for d in answer['data']] == [f'id{i}' for i in range(150)]
-    status, answer = post(port, '/exists', {'data': [{'id': f'id{i}'} for i in range(600)]})
-    assert status == 400 and '600 documents' in answer['error']
+    status, answer = post(port, '/search', {'data': [{'text': 'x'} for i in range(600)]})
+    assert status == 400 and '600 documents in one /search request; at most 512' in answer['error']
 
 
 @pytest.mark.parametrize('body, message', [

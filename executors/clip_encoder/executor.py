@@ -1,5 +1,5 @@
 """Jina wrapper of loupe.embedder: chunk embeddings at /index, query embeddings at /search."""
-from typing import Iterator, List, Optional
+from typing import Iterator, List
 
 from docarray import DocList
 from jina import requests

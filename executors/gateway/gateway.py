@@ -1,7 +1,7 @@
 """The loupe gateway: Jina's gRPC and HTTP servers with loupe's rules at the edge.
 
-A custom Jina gateway (the flows name it in their ``gateway:`` section; defaults in
-``config.yml`` beside this file). Like Jina's own composite gateway it serves each configured
+A custom Jina gateway (the flows name it in their ``gateway:`` section; its settings and their
+defaults are ``loupe.config.GatewaySettings``). Like Jina's own composite gateway it serves each configured
 protocol on its port; on top of that:
 
 - an optional API key (``LOUPE_API_KEY`` or ``api_key``), checked on every gRPC call except the
@@ -31,6 +31,7 @@ from jina.serve.runtimes.servers.composite import CompositeBaseServer
 
 import loupe
 from loupe import guard
+from loupe.config import GatewaySettings, build, names
 from loupe.constants import ENDPOINTS
 from loupe.errors import InvalidRequestError
 from loupe.httpjson import parse_request, response_body
@@ -238,18 +239,15 @@ class _HttpServer(HTTPGateway):
 class LoupeGateway(CompositeBaseServer, BaseGateway):
     """One server per configured protocol (gRPC, HTTP), sharing one request handler."""
 
-    def __init__(self, api_key: Optional[str] = None, allow_folders: List[str] = (),
-                 allow_urls: List[str] = (), allow_origins: List[str] = (),
-                 max_docs: Optional[int] = None, max_blob_bytes: Optional[int] = None,
-                 fetch_timeout: Optional[float] = None, static_dir: Optional[str] = None,
-                 **kwargs):
-        intake = intake_from_settings(allow_folders, allow_urls, max_docs, max_blob_bytes,
-                                      fetch_timeout)
+    def __init__(self, **kwargs):
+        settings = build(GatewaySettings, {k: kwargs.pop(k) for k in names(GatewaySettings)
+                                           if k in kwargs})
+        intake = intake_from_settings(settings)
         LoupeRequestHandler.intake = intake  # the handler is built by Jina, in super().__init__
         if kwargs.get('req_handler_cls') in (None, GatewayRequestHandler):
             kwargs['req_handler_cls'] = LoupeRequestHandler
         super().__init__(**kwargs)
-        key = guard.api_key(api_key)
+        key = guard.api_key(settings.api_key)
         self.servers = []
         # _server_kwargs: the hook Jina's CompositeBaseServer gives subclasses (one per port).
         for server_kwargs in self._server_kwargs:
@@ -258,8 +256,8 @@ class LoupeGateway(CompositeBaseServer, BaseGateway):
                 self.servers.append(_GrpcServer(api_key=key, **server_kwargs))
             elif protocol.endswith('http'):
                 self.servers.append(_HttpServer(api_key=key, intake=intake,
-                                                allow_origins=allow_origins,
-                                                static_dir=static_dir, **server_kwargs))
+                                                allow_origins=settings.allow_origins,
+                                                static_dir=settings.static_dir, **server_kwargs))
             else:
                 raise ValueError(f'the loupe gateway serves grpc and http, not {protocol}')
         self.gateways = self.servers
