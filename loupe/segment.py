@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from loupe.config import SegmenterSettings, build, names
 from loupe.errors import ConfigError, InvalidRequestError
 from loupe.images import DecodedImage
-from loupe.models import choose
+from loupe.registry import choose
 from loupe.segmentation.detector import detector_candidates
 from loupe.segmentation.dino import dino_candidates
 from loupe.segmentation.grid import grid_candidates, none_candidates

@@ -44,6 +44,11 @@ def search(graph: Graph, table: HitTable, queries: np.ndarray, k: int, precision
     ``vectors(keys)`` the float16 record vectors (for re-scoring).
     """
     size = len(graph)
+    if (len(queries) == 1 and kinds is None and not filter and precision not in RESCORE
+            and size):
+        found = _one_plain(graph, table, queries, k)  # the query flow's case, kept lean
+        if found is not None:
+            return [found]
     results: List[Optional[ChunkHits]] = [None] * len(queries)
     pending = np.flatnonzero(np.einsum('ij,ij->i', queries, queries) > 0).tolist()
     rescore = RESCORE.get(precision, 1)
@@ -103,3 +108,20 @@ def search(graph: Graph, table: HitTable, queries: np.ndarray, k: int, precision
         pending = still
         fetch *= FILTER_GROWTH
     return [ChunkHits.empty() if r is None else r for r in results]
+
+
+def _one_plain(graph: Graph, table: HitTable, queries: np.ndarray, k: int) -> Optional[ChunkHits]:
+    """One query, no filter or kinds: the graph's top ``k`` straight into hits (the general
+    loop's bookkeeping costs about as much as the graph search itself at low ef). None when a
+    hit's key is not in the table (a delete not yet applied): the general loop fetches more."""
+    query = queries[0]
+    if not query.any():
+        return ChunkHits.empty()
+    keys, distances, counts = graph.search(queries, k)
+    n = int(counts[0])
+    rows = table.rows(keys[0, :n])
+    if n and rows.min() < 0:
+        return None
+    sims = 1.0 - distances[0, :n]
+    np.clip(sims, -1.0, 1.0, out=sims)
+    return table.hits(rows, sims)

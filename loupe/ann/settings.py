@@ -2,16 +2,15 @@
 import logging
 from typing import Optional
 
-from loupe.models import choose
+from loupe.config import IndexerSettings
+from loupe.registry import choose
 
 logger = logging.getLogger(__name__)
 
 # Precision of the vectors inside the graph (the LMDB copy is always float16).
 PRECISIONS = {'f32': 'f32', 'f16': 'f16', 'i8': 'i8'}
 STRUCTURAL = ('precision', 'connectivity', 'expansion_add')  # changing these needs a rebuild
-# expansion_search 256: recall@10 0.985 at 1M chunk vectors for ~0.8 ms a query (bench/ann.py);
-# 64 recalled only 0.87 there.
-DEFAULTS = {'precision': 'f16', 'connectivity': 16, 'expansion_add': 128, 'expansion_search': 256}
+DEFAULTS = {name: getattr(IndexerSettings(), name) for name in STRUCTURAL + ('expansion_search',)}
 
 
 def check_precision(precision: Optional[str]) -> None:
