@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import jpeg_bytes, synthetic_image
+from conftest import environment, jpeg_bytes, synthetic_image
 from loupe import guard
 from loupe.client import Loupe
 from loupe.constants import (ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL,
@@ -236,20 +236,12 @@ def service(tiny_clip, tiny_owlvit, tiny_detector, tiny_dino, tmp_path_factory, 
            ENV_WORKSPACE: str(tmp_path_factory.mktemp('workspace')), guard.ENV_API_KEY: KEY,
            ENV_ALLOW_FOLDERS: str(allowed_folder),
            ENV_ALLOW_URLS: f'{base},http://127.0.0.1:{silent_port}'}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     grpc_port, http_port = _free_port(), _free_port()
-    try:
+    with environment(env):
         flow = load_flow('serve', port=[grpc_port, http_port], protocol=['grpc', 'http'],
                          gateway={'fetch_timeout': 3})
         with flow:
             yield grpc_port, http_port
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def post(port, path, body, headers=None, raw=False):
