@@ -17,6 +17,7 @@ from loupe.errors import InvalidRequestError
 from loupe.params import positive_int
 from loupe.schema import ImageDoc, Match
 from loupe.settings import executor_workspace
+from loupe.shard import Shard
 
 INDEX_DIR = 'chunks'
 
@@ -30,6 +31,7 @@ class ChunkIndexer(Executor):
         Structural settings of an existing index win over these unless ``rebuild``.
         """
         super().__init__(**kwargs)
+        self.shard = Shard.of(self)  # a shard indexes only the images it owns
         self.limit = positive_int(None, 'limit', limit)
         self.chunk_limit = None if chunk_limit is None else positive_int(
             None, 'chunk_limit', chunk_limit)
@@ -42,7 +44,7 @@ class ChunkIndexer(Executor):
     def index(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         items = []
         for doc in docs or ():
-            if doc.error:
+            if doc.error or not self.shard.owns(doc.id):
                 continue
             if any(chunk.embedding is None for chunk in doc.chunks):
                 mark_error(doc, 'chunks without embeddings cannot be indexed')
@@ -54,6 +56,7 @@ class ChunkIndexer(Executor):
         for doc in docs or ():
             for chunk in doc.chunks:
                 chunk.embedding = None
+        self.shard.stamp(docs)
         return docs
 
     @requests(on='/search')
@@ -64,6 +67,7 @@ class ChunkIndexer(Executor):
         chunk_limit = parameters.get('chunk_limit', self.chunk_limit)
         chunk_limit = (max(100, 10 * limit) if chunk_limit is None
                        else positive_int(None, 'chunk_limit', chunk_limit))
+        self.shard.stamp(docs, k=chunk_limit)
         queries = [doc for doc in docs or () if not doc.error and doc.embedding is not None]
         if not queries:
             return docs
@@ -84,8 +88,9 @@ class ChunkIndexer(Executor):
 
     @requests(on='/delete')
     def delete(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        removed = self.chunk_index.delete(doc.id for doc in docs or ())
+        removed = self.chunk_index.delete(doc.id for doc in self.shard.mine(docs))
         self.logger.info(f'removed {removed} chunks')
+        self.shard.stamp(docs)
         return docs
 
     @requests(on='/update')
@@ -102,10 +107,12 @@ class ChunkIndexer(Executor):
     def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         # An image whose chunks are not here (its encoding failed after storage kept it) must
         # be indexed again, whatever root storage says.
-        known = self.chunk_index.known_parents(doc.id for doc in docs or ())
-        for doc in docs or ():
+        mine = self.shard.mine(docs)
+        known = self.chunk_index.known_parents(doc.id for doc in mine)
+        for doc in mine:
             if doc.id not in known:
                 doc.status = STATUS_MISSING
+        self.shard.stamp(docs)
         return docs
 
     @requests

@@ -22,6 +22,7 @@ from loupe.rerank import (DEFAULT_RERANK_WEIGHT, MIN_DETECTION_SCORE, Reranker, 
                           check_weight, combine_scores)
 from loupe.schema import ImageDoc, Match
 from loupe.settings import default_store_path
+from loupe.shard import readonly_store
 from loupe.store import RootStore, StoredImage
 
 _TRUE, _FALSE = {'true', '1', 'yes', 'on'}, {'false', '0', 'no', 'off', ''}
@@ -121,7 +122,7 @@ class OwlReranker(Executor):
             with self._store_lock:
                 if self._store is None:
                     try:
-                        self._store = RootStore(self.image_store, readonly=True)
+                        self._store = readonly_store(self.image_store)
                     except (FileNotFoundError, lmdb.Error) as e:
                         self.logger.warning(f'no image store at {self.image_store} ({e}); '
                                             f'reranking only results with a readable uri')

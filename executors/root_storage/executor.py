@@ -10,6 +10,7 @@ from loupe.errors import ImageLoadError, InvalidRequestError
 from loupe.images import source_bytes
 from loupe.schema import ImageDoc, Match
 from loupe.settings import STORE_DIR, executor_workspace
+from loupe.shard import Shard
 from loupe.store import RootStore, build_record
 
 def _strings(parameters: dict, name: str) -> list:
@@ -22,6 +23,7 @@ def _strings(parameters: dict, name: str) -> list:
 class RootStorage(Executor):
     def __init__(self, preview_size: int = 1024, path: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
+        self.shard = Shard.of(self)  # a shard stores and fills only the images it owns
         self.preview_size = preview_size
         self.store = RootStore(path or executor_workspace(self) / STORE_DIR)
 
@@ -31,7 +33,7 @@ class RootStorage(Executor):
         preview_size = int((parameters or {}).get('preview_size', self.preview_size))
         records = []
         for doc in docs or ():
-            if doc.error:
+            if doc.error or not self.shard.owns(doc.id):
                 continue
             try:
                 data = source_bytes(doc.blob, doc.uri)
@@ -48,6 +50,7 @@ class RootStorage(Executor):
             if doc.id in failed:
                 mark_error(doc, failed[doc.id])
         self.logger.info(f'stored {len(records) - len(failed)} of {len(docs or ())} images')
+        self.shard.stamp(docs)
         return slim(docs)
 
     @requests(on='/search')
@@ -57,21 +60,27 @@ class RootStorage(Executor):
         for doc in docs or ():
             if not doc.matches:
                 continue
-            records = self.store.get_many([m.parent_id for m in doc.matches], preview=with_preview)
-            kept = [m for m in doc.matches if m.parent_id in records]
-            for match in kept:
+            # A shard passes the other shards' results on; the merger keeps their owners'.
+            mine = [m.parent_id for m in doc.matches if self.shard.owns(m.parent_id)]
+            records = self.store.get_many(mine, preview=with_preview)
+            kept = [m for m in doc.matches
+                    if m.parent_id in records or not self.shard.owns(m.parent_id)]
+            for match in (m for m in kept if m.parent_id in records):
                 rec = records[match.parent_id]
                 match.uri, match.uris, match.tags = rec.uri, rec.uris, rec.tags
                 match.width, match.height = rec.width, rec.height
                 match.preview = rec.preview or None
             doc.matches = DocList[Match](kept)
+        self.shard.stamp(docs)
         return slim(docs)
 
     @requests(on='/delete')
     def delete(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        removed = set(self.store.delete([doc.id for doc in docs or ()]))
-        for doc in docs or ():
+        mine = self.shard.mine(docs)
+        removed = set(self.store.delete([doc.id for doc in mine]))
+        for doc in mine:
             doc.status = STATUS_DELETED if doc.id in removed else None
+        self.shard.stamp(docs)
         return docs
 
     @requests(on='/find')
@@ -110,10 +119,12 @@ class RootStorage(Executor):
 
     @requests(on='/exists')
     def exists(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
-        found = self.store.get_many([doc.id for doc in docs or ()], preview=False)
-        for doc in docs or ():
+        mine = self.shard.mine(docs)
+        found = self.store.get_many([doc.id for doc in mine], preview=False)
+        for doc in mine:
             if doc.status != STATUS_MISSING:  # the chunk indexer, earlier in a chain, may know
                 doc.status = STATUS_INDEXED if doc.id in found else STATUS_MISSING
+        self.shard.stamp(docs)
         return docs
 
     @requests

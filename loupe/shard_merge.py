@@ -1,0 +1,108 @@
+"""Merging the answers of a stateful executor's shards into the answer one unsharded executor
+gives.
+
+Every shard answers every document (``loupe.shard``), stamped with ``{id, of, by}``; the shards
+that answered are the stamps seen, so a shard that is down is noticed and said:
+
+- ``/search`` on the chunk index: the shards' chunk hits together, best first, cut to the ``k``
+  each shard cut to. A shard's top k holds every chunk of the global top k that it owns, so
+  this is exactly the unsharded top k (where each shard's ANN is exact).
+- ``/search`` on the root storage: a result is kept when its owner kept it (found and filled
+  it), in the order it came in.
+- every other endpoint: each image is its owner's answer. When the owner did not answer, the
+  image is reported failed on ``/index`` (never silently lost), ``missing`` on ``/exists`` (so a
+  client sends it again, and learns then), and not deleted on ``/delete``.
+
+A search that misses a shard still answers from the others, with ``ImageDoc.warning`` saying
+which shards are missing: their images cannot be in the results.
+"""
+from typing import Dict, List, Sequence
+
+from docarray import DocList
+
+from loupe.constants import STATUS_MISSING
+from loupe.docs import mark_error
+from loupe.schema import ImageDoc, Match
+from loupe.shard import shard_of
+
+
+def _stamp(doc) -> dict:
+    return doc.shard or {}
+
+
+def _missing_message(name: str, missing: Sequence[int], count: int) -> str:
+    listed = ', '.join(str(k) for k in missing)
+    return (f'{name}: shard{"s" * (len(missing) > 1)} {listed} of {count} did not answer; '
+            f'the results come from the other shards only')
+
+
+def _warn(doc: ImageDoc, message: str) -> None:
+    doc.warning = f'{doc.warning}; {message}' if doc.warning else message
+
+
+def merge_shards(endpoint: str, docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
+    """One answer from the answers of the shards that answered (``docs_matrix``, any order)."""
+    rows = [list(row) for row in docs_matrix if row is not None]
+    if not rows:
+        return DocList[ImageDoc]()
+    versions: Dict[str, Dict[int, ImageDoc]] = {}
+    for row in rows:
+        for doc in row:
+            versions.setdefault(doc.id, {})[_stamp(doc).get('id', -1)] = doc
+    merged = []
+    for doc in rows[0]:
+        by_shard = versions[doc.id]
+        stamp = next((_stamp(d) for d in by_shard.values() if d.shard), None)
+        if stamp is None:  # not from shards: nothing to merge
+            merged.append(doc)
+            continue
+        count, name = stamp['of'], stamp.get('by') or 'shards'
+        if endpoint == '/search':
+            out = _merge_search(doc, by_shard, stamp, count)
+            missing = [k for k in range(count) if k not in by_shard]
+            if missing:
+                _warn(out, _missing_message(name, missing, count))
+        else:
+            out = _merge_owned(endpoint, doc, by_shard, count, name)
+        merged.append(out)
+    for doc in merged:
+        doc.shard = None
+    return DocList[ImageDoc](merged)
+
+
+def _merge_search(doc: ImageDoc, by_shard: Dict[int, ImageDoc], stamp: dict,
+                  count: int) -> ImageDoc:
+    answers = [by_shard[k] for k in sorted(by_shard)]
+    out = answers[0]
+    if 'k' in stamp:  # chunk hits: each shard has its own, best first
+        hits = [m for answer in answers for m in answer.matches]
+        hits.sort(key=lambda m: m.score, reverse=True)  # stable: ties keep shard order
+        out.matches = DocList[Match](hits[:stamp['k']])
+        return out
+    # Results filled by their owner: every shard passed the others' results on untouched.
+    owned = {k: {m.parent_id: m for m in answer.matches} for k, answer in by_shard.items()}
+    kept = []
+    for match in out.matches:
+        owner = shard_of(match.parent_id, count)
+        if owner in owned and match.parent_id in owned[owner]:
+            kept.append(owned[owner][match.parent_id])
+    out.matches = DocList[Match](kept)
+    return out
+
+
+def _merge_owned(endpoint: str, doc: ImageDoc, by_shard: Dict[int, ImageDoc], count: int,
+                 name: str) -> ImageDoc:
+    owner = shard_of(doc.id, count)
+    if owner in by_shard:
+        return by_shard[owner]
+    out = next(iter(by_shard.values()))
+    reason = f'{name}: shard {owner} of {count}, which owns this image, did not answer'
+    if endpoint == '/index':
+        mark_error(out, f'{reason}; not indexed')
+    elif endpoint == '/exists':
+        out.status = STATUS_MISSING
+    elif endpoint == '/delete':
+        out.status = None
+        _warn(out, f'{reason}; not deleted')
+    return out
+
