@@ -499,6 +499,29 @@ class ChunkIndex:
             ndim = self.ndim or 0
         return ids, (_normalise(np.stack(rows)) if rows else np.zeros((0, ndim), np.float32))
 
+    def parent_records(self, batch: int = 1000):
+        """Every parent, in batches: lists of ``(parent_id, tags, [(chunk header, vector)])``,
+        the header a dict of box ``b``, kind ``k``, label ``l``; the vector the stored float16
+        one. For copying an index elsewhere without re-encoding (``loupe reshard``)."""
+        def keys(txn):
+            with txn.cursor(db=self._dbs[_PARENTS]) as cur:
+                return [bytes(k) for k in cur.iternext(keys=True, values=False)]
+
+        def read(txn, chunk):
+            out = []
+            for key in chunk:
+                record = json.loads(txn.get(key, db=self._dbs[_PARENTS]))
+                out.append((record['id'], record['tags'], [
+                    _decode_chunk(txn.get(_chunk_key(k), db=self._dbs[_CHUNKS]))
+                    for k in record['keys']]))
+            return out
+
+        with self._lock:
+            parent_keys = self._env.read(keys)
+        for start in range(0, len(parent_keys), batch):
+            with self._lock:
+                yield self._env.read(lambda txn: read(txn, parent_keys[start:start + batch]))
+
     def known_parents(self, parent_ids: Iterable[str]) -> set:
         """The ids among ``parent_ids`` that have chunks in the index."""
         ids = list(parent_ids)
