@@ -23,7 +23,7 @@ STATEFUL_FOLDERS = ('ChunkIndexer', STORAGE_NAME)
 # Every shard sees every request. A plain `ALL` is not enough: Jina's head polls /index with
 # ANY unless the endpoint is named (jina/serve/runtimes/head/request_handling.py).
 POLL_ALL = {'/index': 'ALL', '/search': 'ALL', '*': 'ALL'}
-MERGER = Path(__file__).resolve().parents[1] / 'executors' / 'shard_merge' / 'config.yml'
+MERGER = Path('shard_merge', 'config.yml')
 
 
 def workspace_shards(root: Optional[Path] = None) -> Optional[int]:
@@ -71,7 +71,9 @@ def scale_config(config: dict, shards: Optional[int] = None,
                 executor['shards'] = shards
             if int(executor.get('shards') or 1) > 1:
                 executor.setdefault('polling', dict(POLL_ALL))
-                executor.setdefault('uses_after', str(MERGER))
+                # The merger lives beside the executor (executors/shard_merge/).
+                merger = Path(str(executor.get('uses', ''))).parent.parent / MERGER
+                executor.setdefault('uses_after', str(merger))
                 executor['no_reduce'] = True
         elif name in STATELESS:
             if replicas is not None:
