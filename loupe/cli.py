@@ -213,6 +213,8 @@ def cmd_search(args) -> int:
                                     min_score=args.min_score, rerank=args.rerank or None,
                                     filter=_key_values(args.filter) or None, **parameters)
             routed = client.routed
+    if getattr(results, 'warning', None):
+        print(f'warning: {results.warning}', file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     elif args.paths:
