@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from bench import ann, decode, index_throughput, query_latency, rerank_batch, startup
+from bench import ann, decode, index_throughput, query_latency, rerank_batch, shards, startup
 
-BENCHMARKS = [ann, decode, index_throughput, query_latency, rerank_batch, startup]
+BENCHMARKS = [ann, decode, index_throughput, query_latency, rerank_batch, shards, startup]
 
 
 @pytest.mark.parametrize('bench', BENCHMARKS, ids=lambda b: b.NAME)
