@@ -25,6 +25,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List
+from unittest import mock
 
 import yaml
 
@@ -78,20 +79,12 @@ def _folders(flow: str) -> Dict[str, str]:
 
 @contextmanager
 def _exporting(image: str):
-    """Jina's exporters read the gateway image and the default host from the environment."""
-    saved = {k: os.environ.get(k)
-             for k in ('JINA_GATEWAY_IMAGE', 'JINA_DEFAULT_HOST', 'JINA_LOG_LEVEL')}
-    os.environ['JINA_GATEWAY_IMAGE'] = image
-    os.environ['JINA_LOG_LEVEL'] = 'WARNING'  # its notes name the temporary folders
-    os.environ.pop('JINA_DEFAULT_HOST', None)
-    try:
+    """Jina's exporters read the gateway image and the default host from the environment;
+    the environment is restored afterwards."""
+    with mock.patch.dict(os.environ, {'JINA_GATEWAY_IMAGE': image,
+                                      'JINA_LOG_LEVEL': 'WARNING'}):  # its notes: temp folders
+        os.environ.pop('JINA_DEFAULT_HOST', None)
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _flow(config: Dict):

@@ -122,6 +122,7 @@ def test_compose_file_passes_the_compose_spec_schema(tmp_path):
     assert [n for n, s in services.items() if 'ports' in s] == ['gateway']
     assert not [n for n, s in services.items()
                 if 'volumes' in s and n not in shard_services]
-    gpus = {n: s['deploy']['resources']['reservations'].get('devices') for n, s in services.items()}
+    gpus = {n: s['deploy']['resources']['reservations'].get('devices')
+            for n, s in services.items()}
     assert gpus['encoder-rep-1'][0]['device_ids'] == ['1']
     assert gpus['segmenter-rep-0'] is None and gpus['indexer-0'] is None

@@ -28,15 +28,10 @@ _READY = 'loupe serving'
 
 @pytest.fixture(scope='module')
 def env(tiny_clip, tiny_owlvit):
-    values = {ENV_CLIP_MODEL: tiny_clip, ENV_OWL_MODEL: tiny_owlvit}
-    saved = {k: os.environ.get(k) for k in (*values, ENV_WORKSPACE)}
-    os.environ.update(values)
-    yield values
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV_CLIP_MODEL, tiny_clip)
+        patch.setenv(ENV_OWL_MODEL, tiny_owlvit)
+        yield patch
 
 
 # Chunk hits over the index size (128 x 10 chunks): every search is exhaustive, so the ANN is
@@ -80,7 +75,7 @@ def _session(client, images):
 
 @pytest.fixture(scope='module')
 def plain(env, coco_images, tmp_path_factory):
-    os.environ[ENV_WORKSPACE] = str(tmp_path_factory.mktemp('plain'))
+    env.setenv(ENV_WORKSPACE, str(tmp_path_factory.mktemp('plain')))
     with Loupe.local('serve') as client:
         return _session(client, coco_images)
 

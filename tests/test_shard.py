@@ -136,7 +136,8 @@ def test_a_folder_keeps_its_shard_count(tmp_path):
     base = tmp_path / 'ChunkIndexer'
     assert shard_folder(base, 1, 3) == base / 'shard-1'
     assert shard_folder(base, 2, 3) == base / 'shard-2'
-    with pytest.raises(ShardCountError, match=r'made with 3 shards, opened with 2.*reshard --to 2'):
+    with pytest.raises(ShardCountError,
+                       match=r'made with 3 shards, opened with 2.*reshard --to 2'):
         shard_folder(base, 0, 2)
     legacy = tmp_path / 'RootStorage'
     (legacy / 'images').mkdir(parents=True)  # data from before shards were recorded: one shard
@@ -231,3 +232,29 @@ def test_shard_of_an_executor_from_jina_runtime_args():
     assert (shard.id, shard.count, shard.name) == (2, 4, 'indexer')
     docs = [ImageDoc(id=i) for i in IDS[:40]]
     assert [d.id for d in shard.mine(docs)] == [i for i in IDS[:40] if shard_of(i, 4) == 2]
+
+
+def test_shards_in_a_flow_yaml_get_what_sharding_needs(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from loupe.flows import PROJECT_ROOT, scaled_config
+
+    flow = tmp_path / 'flow.yml'
+    flow.write_text(f"""jtype: Flow
+executors:
+  - name: encoder
+    uses: {PROJECT_ROOT}/executors/clip_encoder/config.yml
+    replicas: 2
+  - name: indexer
+    uses: {PROJECT_ROOT}/executors/chunk_indexer/config.yml
+    shards: 2
+""")
+    monkeypatch.setenv('LOUPE_WORKSPACE', str(tmp_path / 'workspace'))
+    encoder, indexer = scaled_config(str(flow))['executors']
+    assert encoder['replicas'] == 2
+    assert indexer['shards'] == 2 and indexer['polling'] == POLL_ALL and indexer['no_reduce']
+    assert Path(indexer['uses_after']).is_file()
+    shard_folder(tmp_path / 'workspace' / 'ChunkIndexer', 0, 3)  # a workspace made with 3
+    with pytest.raises(LoupeError, match='made with 3 shards, opened with 2'):
+        scaled_config(str(flow))
+    assert scaled_config('serve')['executors'][2]['shards'] == 3  # the recorded count
