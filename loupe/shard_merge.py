@@ -9,6 +9,7 @@ that answered are the stamps seen, so a shard that is down is noticed and said:
   this is exactly the unsharded top k (where each shard's ANN is exact).
 - ``/search`` on the root storage: a result is kept when its owner kept it (found and filled
   it), in the order it came in.
+- ``/find`` (images by path): every shard's finds together.
 - every other endpoint: each image is its owner's answer. When the owner did not answer, the
   image is reported failed on ``/index`` (never silently lost), ``missing`` on ``/exists`` (so a
   client sends it again, and learns then), and not deleted on ``/delete``.
@@ -57,8 +58,9 @@ def merge_shards(endpoint: str, docs_matrix: List[DocList[ImageDoc]]) -> DocList
             merged.append(doc)
             continue
         count, name = stamp['of'], stamp.get('by') or 'shards'
-        if endpoint == '/search':
-            out = _merge_search(doc, by_shard, stamp, count)
+        if endpoint in ('/search', '/find'):
+            out = (_merge_search(doc, by_shard, stamp, count) if endpoint == '/search'
+                   else _merge_found(doc, by_shard))
             missing = [k for k in range(count) if k not in by_shard]
             if missing:
                 _warn(out, _missing_message(name, missing, count))
@@ -87,6 +89,16 @@ def _merge_search(doc: ImageDoc, by_shard: Dict[int, ImageDoc], stamp: dict,
         if owner in owned and match.parent_id in owned[owner]:
             kept.append(owned[owner][match.parent_id])
     out.matches = DocList[Match](kept)
+    return out
+
+
+def _merge_found(doc: ImageDoc, by_shard: Dict[int, ImageDoc]) -> ImageDoc:
+    found = {}
+    for k in sorted(by_shard):
+        for match in by_shard[k].matches:
+            found.setdefault(match.parent_id, match)
+    out = by_shard[min(by_shard)]
+    out.matches = DocList[Match](list(found.values()))
     return out
 
 

@@ -207,7 +207,7 @@ def test_reshard_moves_each_image_to_its_owner_without_re_encoding(tmp_path):
         store = RootStore(tmp_path / STORAGE_NAME / f'shard-{s}' / STORE_DIR)
         with ChunkIndex(tmp_path / 'ChunkIndexer' / f'shard-{s}' / 'chunks') as index:
             owned = {r.id for r in records if shard_of(r.id, 3) == s}
-            assert {r.id for batch in store.records() for r in batch} == owned
+            assert {r.id for r in store.records()} == owned
             assert index.known_parents(r.id for r in records) == owned
             assert len(index) == 3 * len(owned)
         store.close()
@@ -258,3 +258,15 @@ executors:
     with pytest.raises(LoupeError, match='made with 3 shards, opened with 2'):
         scaled_config(str(flow))
     assert scaled_config('serve')['executors'][2]['shards'] == 3  # the recorded count
+
+
+def test_images_found_by_path_come_from_every_shard():
+    matrix = []
+    for s in (1, 0):
+        doc = ImageDoc(id='q', uri='/photos', shard={'id': s, 'of': 3, 'by': 'storage'})
+        doc.matches = DocList[Match]([Match(parent_id=p) for p in IDS[:30]
+                                      if shard_of(p, 3) == s])
+        matrix.append(DocList[ImageDoc]([doc]))
+    (merged,) = merge_shards('/find', matrix)
+    assert {m.parent_id for m in merged.matches} == {p for p in IDS[:30] if shard_of(p, 3) < 2}
+    assert 'shard 2 of 3 did not answer' in merged.warning

@@ -100,7 +100,9 @@ class ChunkIndexer(Executor):
         untag = (parameters or {}).get('untag') or []
         if not isinstance(untag, (list, tuple)) or not all(isinstance(k, str) for k in untag):
             raise InvalidRequestError(f'untag must be a list of tag names, got {untag!r}')
-        self.chunk_index.merge_tags({doc.id: dict(doc.tags) for doc in docs or ()}, untag)
+        self.chunk_index.merge_tags({doc.id: dict(doc.tags) for doc in self.shard.mine(docs)},
+                                    untag)
+        self.shard.stamp(docs)
         return docs
 
     @requests(on='/exists')

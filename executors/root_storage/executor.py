@@ -96,12 +96,14 @@ class RootStorage(Executor):
                 doc.matches = DocList[Match](
                     Match(id=r.id, parent_id=r.id, uri=r.uri, uris=r.uris, tags=r.tags)
                     for r in self.store.find_under([doc.uri]) if doc.uri)
+            self.shard.stamp(docs)  # each shard finds its own images; the merger joins them
             return docs
         found = self.store.find_uris(doc.uri for doc in docs or () if doc.uri)
         for doc in docs or ():
             image_id = found.get(doc.uri)
             doc.matches = DocList[Match]([Match(id=image_id, parent_id=image_id, uri=doc.uri)]
                                          if image_id else [])
+        self.shard.stamp(docs)
         return docs
 
     @requests(on='/update')
@@ -110,11 +112,13 @@ class RootStorage(Executor):
         """Tags merged, paths added or removed, nothing re-encoded (``loupe tag``, sync)."""
         parameters = parameters or {}
         untag, remove = _strings(parameters, 'untag'), _strings(parameters, 'remove_uris')
+        mine = self.shard.mine(docs)
         found = set(self.store.update({
             doc.id: {'tags': dict(doc.tags), 'untag': untag, 'remove_uris': remove,
-                     'add_uris': [doc.uri] if doc.uri else []} for doc in docs or ()}))
-        for doc in docs or ():
+                     'add_uris': [doc.uri] if doc.uri else []} for doc in mine}))
+        for doc in mine:
             doc.status = STATUS_INDEXED if doc.id in found else STATUS_MISSING
+        self.shard.stamp(docs)
         return slim(docs)
 
     @requests(on='/exists')

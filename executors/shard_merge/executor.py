@@ -37,6 +37,11 @@ class ShardMerge(Executor):
                **kwargs) -> DocList[ImageDoc]:
         return self._merge('/delete', docs, docs_matrix)
 
+    @requests(on='/find')
+    def find(self, docs: DocList[ImageDoc], docs_matrix: Matrix = None,
+             **kwargs) -> DocList[ImageDoc]:
+        return self._merge('/find', docs, docs_matrix)
+
     @requests
     def other(self, docs: DocList[ImageDoc], docs_matrix: Matrix = None,
               **kwargs) -> DocList[ImageDoc]:
