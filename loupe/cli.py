@@ -306,8 +306,10 @@ def cmd_serve(args) -> int:
     if os.environ.get(_SERVE_CHILD):
         return _serve(args)
     from loupe.preflight import check_flow
+    from loupe.scale_cli import check_shards
 
     check_flow(args.flow)
+    check_shards(args, _workspace())
     busy = _busy_ports(args.host, [args.port] if args.no_http else [args.port, args.http_port])
     if busy:
         print(f'loupe: {args.host}:{busy} is already in use (is another loupe serve running?); '

@@ -22,6 +22,14 @@ def serve_arguments(args) -> list:
     return out + (['--gpu'] if args.gpu else [])
 
 
+def check_shards(args, workspace: Path) -> None:
+    """Refuse ``--shards`` other than the workspace's count before anything starts."""
+    if args.shards is not None:
+        from loupe.scaling import check_workspace
+
+        check_workspace(args.shards, workspace)
+
+
 def cmd_reshard(args) -> int:
     from loupe.reshard import reshard
     from loupe.settings import workspace_root
