@@ -42,13 +42,20 @@ def recorded_shards(base: Path) -> Optional[int]:
     A folder with data but no record predates shards: one shard.
     """
     base = Path(base)
-    try:
-        return int(json.loads((base / SHARDS_FILE).read_text())['shards'])
-    except FileNotFoundError:
-        pass
-    if base.is_dir() and any(not p.name.startswith('.' + SHARDS_FILE) for p in base.iterdir()):
-        return 1
-    return None
+
+    def read() -> Optional[int]:
+        try:
+            return int(json.loads((base / SHARDS_FILE).read_text())['shards'])
+        except FileNotFoundError:
+            return None
+
+    found = read()
+    if found is None and base.is_dir() and any(
+            not p.name.startswith('.' + SHARDS_FILE) for p in base.iterdir()):
+        # Read again: a sibling shard starting at the same time records the count before it
+        # makes its folder, so a folder seen here means the record exists by now, if at all.
+        found = read() or 1
+    return found
 
 
 def _record(base: Path, shards: int) -> int:
