@@ -11,7 +11,8 @@ Per shard count N:
   search by a query vector (limit 10, the indexer's default 100 chunk hits) sent over gRPC,
   one at a time, the head fanning it out and the merger merging the shards' hits;
 - memory: the resident set of each shard process (found by the LMDB file it maps), after the
-  queries;
+  queries, and the size of each shard's graph file (what the index itself holds in memory,
+  without the process's baseline of Python, Jina and torch);
 - flow indexing: images of 10 synthetic chunk vectors sent to ``/index`` through the same flow
   (every shard receives every image and keeps its own), images per second; removed afterwards.
 """
@@ -29,7 +30,7 @@ from bench.data import CHUNKS_PER_PARENT, Chunk, chunk_boxes, dataset, parent_id
 NAME = 'shards'
 COLUMNS = ['shards', 'chunk_vectors', 'build_vectors_per_s', 'query_p50_ms', 'query_p95_ms',
            'p50_vs_1_shard', 'rss_per_shard_mib', 'rss_vs_1_shard_over_n',
-           'flow_index_images_per_s', 'startup_s']
+           'graph_per_shard_mib', 'flow_index_images_per_s', 'startup_s']
 _BATCH = 1000  # images per write, as bench/data.py builds
 
 
@@ -92,6 +93,8 @@ def measure(args, n_vectors: int, shards: int, settings: dict) -> dict:
     with multiprocessing.get_context('fork').Pool(shards) as pool:
         pool.map(_build_shard, jobs)
     build_s = time.perf_counter() - start
+    # The graph each shard holds in memory, apart from the process's own baseline.
+    graphs = [f.stat().st_size for f in folder.rglob('chunks.usearch')]
 
     os.environ['LOUPE_WORKSPACE'] = str(workspace)
     jina_defaults()
@@ -138,6 +141,7 @@ def measure(args, n_vectors: int, shards: int, settings: dict) -> dict:
             'query_p95_ms': common.percentile(samples, 95) * 1e3,
             'rss_per_shard_mib': sum(rss) / len(rss) / 2 ** 20,
             'rss_per_shard_max_mib': max(rss) / 2 ** 20,
+            'graph_per_shard_mib': sum(graphs) / len(graphs) / 2 ** 20,
             'flow_index_images_per_s': args.index_images / index_s}
 
 
