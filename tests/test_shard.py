@@ -175,7 +175,8 @@ def _workspace(root, n_images, rng):
     return records
 
 
-def _search_all(root, shards, queries, k=30):
+def _search_all(root, shards, queries, k=400):
+    """The top ``k`` parents of each query; k over the index size (360 chunks): exact search."""
     folders = [root / 'ChunkIndexer'] if shards == 1 else [
         root / 'ChunkIndexer' / f'shard-{s}' for s in range(shards)]
     answers = []
@@ -183,13 +184,13 @@ def _search_all(root, shards, queries, k=30):
         with ChunkIndex(folder / 'chunks') as index:
             answers.append(index.search(queries, k))
     if shards == 1:
-        return [[h.parent_id for h in hits] for hits in answers[0]]
+        return [[h.parent_id for h in hits][:30] for hits in answers[0]]
     out = []
     for q in range(len(queries)):
         matrix = [DocList[ImageDoc]([_answer(answers[s][q], s, k)]) for s in range(shards)]
         for doc in matrix:
             doc[0].shard['of'] = shards
-        out.append([m.parent_id for m in merge_shards('/search', matrix)[0].matches])
+        out.append([m.parent_id for m in merge_shards('/search', matrix)[0].matches][:30])
     return out
 
 
