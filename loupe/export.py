@@ -56,6 +56,10 @@ def _export_config(flow: str, shards: int, replicas: int, image: str, volumes: b
     scale_config(config, shards, replicas)
     config.get('with', {}).pop('host', None)
     config.setdefault('with', {}).update(port=list(PORTS), protocol=['grpc', 'http'])
+    gateway = config.get('gateway')
+    if gateway and str(gateway.get('uses', '')).endswith(('.yml', '.yaml')):
+        gateway['uses'] = f'docker://{image}'  # loupe's own gateway, from its folder
+        gateway.pop('host', None)
     for executor in config['executors']:
         executor['uses'] = f'docker://{image}'
         if executor.get('uses_after'):
@@ -70,10 +74,14 @@ def _export_config(flow: str, shards: int, replicas: int, image: str, volumes: b
 
 def _folders(flow: str) -> Dict[str, str]:
     """Executor name -> its folder inside the image (where its config.yml is)."""
+    config = flow_config(flow)
     out = {}
-    for executor in flow_config(flow)['executors']:
+    for executor in config['executors']:
         folder = Path(executor['uses']).parent.name
         out[executor['name']] = f'{APP_DIR}/executors/{folder}'
+    gateway = str((config.get('gateway') or {}).get('uses', ''))
+    if gateway.endswith(('.yml', '.yaml')):
+        out['gateway'] = f'{APP_DIR}/executors/{Path(gateway).parent.name}'
     return out
 
 
