@@ -18,7 +18,7 @@ ENV PYTHONUNBUFFERED=1 \
     JINA_OPTOUT_TELEMETRY=1
 
 WORKDIR /app
-COPY constraints.txt pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml setup.py README.md ./
 # torch first, from the index of the variant: the CPU wheel is ~200 MB, the CUDA one ~2.5 GB.
 RUN pip install --no-cache-dir torch==${TORCH} \
         --index-url https://download.pytorch.org/whl/$([ "$VARIANT" = cuda ] && echo cu128 || echo cpu)

@@ -6,11 +6,15 @@ indexer writes them (cached under bench-cache/ann/); each index is then opened i
 so that its resident memory can be read off, and searched one query at a time with
 ``ChunkIndex.search(query, 10)`` (what a search costs, LMDB records included) and on the bare
 usearch graph. Recall@10 counts the exact top 10 (float32 cosine over all vectors) found.
+
+``--peers`` compares loupe with bare usearch, faiss and hnswlib instead (see bench/peers.py).
 """
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -18,6 +22,9 @@ from bench import common  # noqa: E402
 from bench.data import build_chunk_index, cached_top_k, dataset, index_name, row_of  # noqa: E402
 
 NAME = 'ann'
+PEERS_NAME = 'ann_peers'
+PEER_COLUMNS = ['vectors', 'method', 'precision', 'connectivity', 'expansion_add', 'ef',
+                'recall_at_10', 'p50_ms', 'p95_ms', 'build_s', 'rss_bytes_per_vector']
 # The table's columns: every row of the JSON has these keys (None where they do not apply).
 COLUMNS = ['vectors', 'precision', 'connectivity', 'expansion_search', 'recall_at_10',
            'search_p50_ms', 'search_p95_ms', 'graph_search_p50_ms', 'build_s',
@@ -37,7 +44,6 @@ def parse_setting(text: str) -> dict:
 def measure(job: dict) -> dict:
     """In a fresh process: open the index, read the memory it took, search with each
     expansion_search; returns the figures."""
-    import numpy as np
 
     from loupe.ann import ChunkIndex
 
@@ -48,7 +54,7 @@ def measure(job: dict) -> dict:
     index = ChunkIndex(job['path'])
     opened = common.rss_bytes()
     try:
-        graph = index._index  # the bare usearch graph, to show what the LMDB records add
+        graph = index.graph  # the bare usearch graph, to show what the wrapper adds
         out = {'rss_bytes': opened - before, 'usearch_bytes': int(graph.memory_usage),
                'lmdb_bytes': (Path(job['path']) / 'meta' / 'data.mdb').stat().st_size,
                'graph_file_bytes': (Path(job['path']) / 'chunks.usearch').stat().st_size,
@@ -76,6 +82,107 @@ def measure(job: dict) -> dict:
         index.close()
 
 
+def measure_peer(job: dict) -> dict:
+    """In a fresh process: load one method's saved index (loupe: open the ChunkIndex), read the
+    memory it took, then recall@10 and latency one query at a time for each ef."""
+
+    from bench import peers
+
+    vectors, queries = dataset(Path(job['cache']), job['n'], job['queries'], job['dim'])
+    truth = cached_top_k(Path(job['cache']), vectors, queries, 10)
+    del vectors
+    method, folder = job['method'], Path(job['path'])
+    before = common.rss_bytes()
+    if method == 'loupe':
+        from loupe.ann import ChunkIndex
+
+        index = ChunkIndex(folder)
+
+        def search(q, k):
+            return [row_of(h.parent_id, h.box) for h in index.search(q, k)[0]]
+
+        def set_ef(ef):
+            index.graph.expansion_search = ef
+    else:
+        search, set_ef = peers.load(method, folder, job['n'], job['dim'], job['settings'])
+    rss = common.rss_bytes() - before
+    for q in queries:  # untimed: touch the pages the queries need
+        search(q, 10)
+    runs = []
+    for ef in job['ef']:
+        set_ef(ef)
+        found = []
+        samples = common.latencies(lambda i: found.append(search(queries[i], 10)), len(queries),
+                                   warmup=0)
+        recall = np.mean([len(set(np.asarray(f).tolist()) & set(truth[i].tolist())) / 10
+                          for i, f in enumerate(found)])
+        runs.append({'ef': ef, 'recall_at_10': float(recall), **common.summary_ms(samples)})
+    return {'rss_bytes': rss, 'runs': runs}
+
+
+def build_peer(job: dict) -> dict:
+    from bench import peers
+
+    vectors, _ = dataset(Path(job['cache']), job['n'], job['queries'], job['dim'])
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return {'build_s': peers.build(job['method'], vectors, Path(job['path']), job['settings'])}
+
+
+def datasets(cache: Path, sizes, queries: int):
+    """(size, vectors, dimension) for each size, the exact top 10 of the queries cached."""
+    for n in sizes:
+        vectors, query_vectors = dataset(cache, n, queries)
+        cached_top_k(cache, vectors, query_vectors, 10)
+        yield n, vectors, vectors.shape[1]
+
+
+def run_peers(args, sizes, settings, efs, queries, cache) -> dict:
+    from bench import peers
+
+    rows = []
+    for n, vectors, dim in datasets(cache, sizes, queries):
+        for s in settings:
+            for method in args.methods or peers.METHODS:
+                if method == 'loupe':
+                    path = common.cache_dir(args, 'ann') / index_name(vectors, s)
+                    build_s = build_chunk_index(path, vectors, s)['build_s']
+                else:
+                    path = common.cache_dir(args, 'peers', index_name(vectors, s), method)
+                    marker = path / 'built.json'
+                    if not marker.exists():
+                        built = run_job('--build-peer', {
+                            'cache': str(cache), 'n': n, 'queries': queries, 'dim': dim,
+                            'method': method, 'path': str(path), 'settings': s})
+                        marker.write_text(json.dumps(built))
+                    build_s = json.loads(marker.read_text())['build_s']
+                m = run_job('--measure-peer', {
+                    'cache': str(cache), 'n': n, 'queries': queries, 'dim': dim,
+                    'method': method, 'path': str(path), 'settings': s, 'ef': efs})
+                for r in m['runs']:
+                    precision = s['precision'] if method in ('loupe', 'usearch') else 'f32'
+                    rows.append({'vectors': n, 'method': method, **s, 'precision': precision,
+                                 'ef': r['ef'],
+                                 'recall_at_10': r['recall_at_10'], 'p50_ms': r['p50_ms'],
+                                 'p95_ms': r['p95_ms'], 'build_s': build_s,
+                                 'rss_bytes_per_vector': m['rss_bytes'] / n})
+    notes = [f'{queries} held-out queries, one at a time, k = 10; same vectors, M and '
+             f'efConstruction for every method; ef = efSearch / expansion_search',
+             'build: all cores; loupe writes its LMDB records too (upsert_many as the indexer)',
+             'rss = resident memory taken by loading the saved index in a fresh process',
+             'goal: at recall@10 0.95 and 0.99, loupe p50 below faiss and hnswlib, and within '
+             '1.3 x usearch']
+    return common.finish(PEERS_NAME, args, {'queries': queries}, rows, PEER_COLUMNS, notes)
+
+
+def run_job(flag: str, job: dict) -> dict:
+    result = subprocess.run([sys.executable, __file__, flag, json.dumps(job)],
+                            capture_output=True, text=True, timeout=3600)
+    if result.returncode:
+        raise RuntimeError(f'{flag} {job.get("method")} {job["path"]} failed:\n'
+                           f'{result.stderr[-3000:]}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def run_measure(job: dict) -> dict:
     result = subprocess.run([sys.executable, __file__, '--measure', json.dumps(job)],
                             capture_output=True, text=True, timeout=3600)
@@ -93,11 +200,19 @@ def main(argv=None) -> dict:
                         'f16-16-128,f32-16-128,i8-16-128,f16-32-128)')
     p.add_argument('--ef', type=lambda s: [int(x) for x in s.split(',')],
                    help='expansion_search values (default 64,128,256)')
-    p.add_argument('--measure', help=argparse_hidden())
+    p.add_argument('--peers', action='store_true',
+                   help='compare loupe with bare usearch, faiss IndexHNSWFlat and hnswlib '
+                        '(JSON: bench/results/ann_peers.json)')
+    p.add_argument('--methods', type=lambda s: s.split(','),
+                   help='with --peers: methods to run (default loupe,usearch,faiss,hnswlib)')
+    for hidden in ('--measure', '--measure-peer', '--build-peer'):
+        p.add_argument(hidden, help=argparse_hidden())
     args = p.parse_args(argv)
-    if args.measure:
-        print(json.dumps(measure(json.loads(args.measure))))
-        return {}
+    for flag, job in ((args.measure, measure), (args.measure_peer, measure_peer),
+                      (args.build_peer, build_peer)):
+        if flag:
+            print(json.dumps(job(json.loads(flag))))
+            return {}
     sizes = args.sizes or ([2000] if args.smoke else [10_000, 100_000, 1_000_000])
     settings = args.settings or [parse_setting(s) for s in (
         ['f16-16-128', 'i8-16-128'] if args.smoke else
@@ -105,11 +220,12 @@ def main(argv=None) -> dict:
     efs = args.ef or ([64] if args.smoke else [64, 128, 256])
     queries = 50 if args.smoke else QUERIES
     cache = common.cache_dir(args, 'vectors')
+    if args.peers:
+        return run_peers(args, sizes, settings[:1] if not args.settings else settings,
+                         args.ef or ([64] if args.smoke else [16, 32, 64, 128, 256]),
+                         queries, cache)
     rows = []
-    for n in sizes:
-        vectors, query_vectors = dataset(cache, n, queries)
-        cached_top_k(cache, vectors, query_vectors, 10)
-        dim = vectors.shape[1]
+    for n, vectors, dim in datasets(cache, sizes, queries):
         for s in settings:
             path = common.cache_dir(args, 'ann') / index_name(vectors, s)
             built = build_chunk_index(path, vectors, s)

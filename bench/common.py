@@ -177,8 +177,10 @@ def free_port() -> int:
 class Service:
     """``loupe serve`` in a child process of its own session, stopped by its PID."""
 
-    def __init__(self, process: subprocess.Popen, port: int, startup_s: float, log: Path):
+    def __init__(self, process: subprocess.Popen, port: int, startup_s: float, log: Path,
+                 http_port: Optional[int] = None):
         self.process, self.port, self.startup_s, self.log = process, port, startup_s, log
+        self.http_port = http_port
 
     def client(self):
         from loupe.client import Loupe
@@ -204,7 +206,8 @@ def serve(flow: str, workspace: Path, env: Optional[dict] = None, http: bool = F
     port = free_port()
     command = [sys.executable, '-m', 'loupe.cli', '--workspace', str(workspace), 'serve',
                '--flow', flow, '--host', '127.0.0.1', '--port', str(port)]
-    command += ['--http-port', str(free_port())] if http else ['--no-http']
+    http_port = free_port() if http else None
+    command += ['--http-port', str(http_port)] if http else ['--no-http']
     log = Path(workspace) / f'serve-{Path(flow).stem}-{port}.log'
     log.parent.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, 'JINA_LOG_LEVEL': 'WARNING', **(env or {})}
@@ -212,7 +215,7 @@ def serve(flow: str, workspace: Path, env: Optional[dict] = None, http: bool = F
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env,
                                    cwd=PROJECT_ROOT, start_new_session=True)
-    service = Service(process, port, float('nan'), log)
+    service = Service(process, port, float('nan'), log, http_port)
     try:
         while True:
             if 'loupe serving' in log.read_text(errors='replace'):
@@ -231,15 +234,20 @@ def serve(flow: str, workspace: Path, env: Optional[dict] = None, http: bool = F
 
 
 def executor_settings(flow: str, name: str) -> dict:
-    """``with`` of executor ``name`` in the project's flow ``flow``: its config.yml defaults
-    updated by the flow's ``uses_with``, so a direct call runs as the flow would."""
+    """Settings of executor ``name`` in the project's flow ``flow``: loupe.config's defaults
+    updated by its config.yml and the flow's ``uses_with``, so a direct call runs as the flow
+    would."""
+    from dataclasses import asdict
+
     import yaml
 
+    from loupe.config import EXECUTOR_SETTINGS, build
     from loupe.flows import flow_config
 
     executor = next(e for e in flow_config(flow)['executors'] if e.get('name') == name)
-    defaults = yaml.safe_load(Path(executor['uses']).read_text()).get('with') or {}
-    return {**defaults, **(executor.get('uses_with') or {})}
+    configured = yaml.safe_load(Path(executor['uses']).read_text()).get('with') or {}
+    return asdict(build(EXECUTOR_SETTINGS[name],
+                        {**configured, **(executor.get('uses_with') or {})}))
 
 
 # --- output -------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class Chunk(NamedTuple):
 
 
 def chunk_boxes(width: int = IMAGE_SIZE[0], height: int = IMAGE_SIZE[1]) -> List[Tuple[list, str]]:
-    from loupe.segment import grid_boxes
+    from loupe.segmentation.grid import grid_boxes
 
     cells = [(list(map(float, b)), 'grid') for b in grid_boxes(width, height, 3, 3)]
     return [([0.0, 0.0, float(width), float(height)], 'whole')] + cells

@@ -51,8 +51,8 @@ def chunk_limit(limit: int = 10) -> int:
 def prepare(args, n: int, settings: dict, query_vectors) -> Path:
     """A workspace for the query flow: the cached chunk index and root-store records."""
     from loupe.images import content_hash
-    from loupe.settings import STORAGE_NAME, STORE_DIR
-    from loupe.store import RootStore, build_record
+    from loupe.paths import STORAGE_NAME, STORE_DIR
+    from loupe.store import ParentStore, build_record
 
     dim = query_vectors.shape[1]
     vectors, _ = dataset(common.cache_dir(args, 'vectors'), n, QUERY_COUNT, dim)
@@ -69,7 +69,7 @@ def prepare(args, n: int, settings: dict, query_vectors) -> Path:
         link.symlink_to(index_path.resolve(), target_is_directory=True)
     reach = exact_top_k(vectors, query_vectors, min(REACH, len(vectors)))
     parents = sorted({int(row) // CHUNKS_PER_PARENT for row in reach.ravel()})
-    store = RootStore(workspace / STORAGE_NAME / STORE_DIR)
+    store = ParentStore(workspace / STORAGE_NAME / STORE_DIR)
     try:
         missing = [p for p in parents if parent_id(p) not in store]
         if missing:

@@ -3,7 +3,7 @@
 Start-up: from launching ``loupe serve --flow NAME`` to it printing that it serves (the flow's
 executors all up, models loaded), next to a fresh Python process loading the same models and
 stores directly (the work no service can skip). Searchable: against ``loupe serve``'s own flow
-(flows/serve.yml, gRPC and HTTP), a loupe.client indexes a new photo with a unique tag, then
+(loupe.flows.serve_topology, gRPC and HTTP), a loupe.client indexes a new photo with a unique tag, then
 searches with a filter on that tag until the photo comes back; the time from ``index``
 returning to that search returning, next to a plain search's latency on the same service.
 """
@@ -31,8 +31,8 @@ start = time.perf_counter()
 from loupe.ann import ChunkIndex
 from loupe.clip import ClipEmbedder
 from loupe.segment import Partitioner
-from loupe.store import RootStore
-ClipEmbedder(sys.argv[1]); ChunkIndex(sys.argv[3] + '/chunks'); RootStore(sys.argv[3] + '/images')
+from loupe.store import ParentStore
+ClipEmbedder(sys.argv[1]); ChunkIndex(sys.argv[3] + '/chunks'); ParentStore(sys.argv[3] + '/images')
 Partitioner()
 if sys.argv[2]:
     from loupe.rerank import Reranker

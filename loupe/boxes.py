@@ -11,16 +11,32 @@ def area(boxes) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
-def iou_matrix(a, b) -> np.ndarray:
-    """Pairwise IoU, shape (len(a), len(b))."""
-    a, b = as_boxes(a), as_boxes(b)
+def _intersection_union(a: np.ndarray, b: np.ndarray):
+    """Pairwise intersection and union areas of two (N, 4) box arrays."""
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = area(a)[:, None] + area(b)[None, :] - inter
+    return inter, area(a)[:, None] + area(b)[None, :] - inter
+
+
+def iou_matrix(a, b) -> np.ndarray:
+    """Pairwise IoU, shape (len(a), len(b))."""
+    inter, union = _intersection_union(as_boxes(a), as_boxes(b))
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def generalized_iou(a, b) -> np.ndarray:
+    """Pairwise generalised IoU (Rezatofighi et al., CVPR 2019), shape (len(a), len(b)): IoU
+    minus the share of the smallest enclosing box that neither covers; in [-1, 1], and it still
+    ranks boxes that do not overlap (by how far apart they are)."""
+    a, b = as_boxes(a), as_boxes(b)
+    inter, union = _intersection_union(a, b)
+    iou_ = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    hull = ((np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 0], b[None, :, 0]))
+            * (np.maximum(a[:, None, 3], b[None, :, 3]) - np.minimum(a[:, None, 1], b[None, :, 1])))
+    return iou_ - np.where(hull > 0, (hull - union) / np.maximum(hull, 1e-9), 0.0)
 
 
 def iou(a, b) -> float:

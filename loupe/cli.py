@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from loupe import lifeline
 from loupe.constants import ENV_SERVER, ENV_WORKSPACE
+from loupe.config import PARTITION_METHODS
 from loupe.errors import InvalidRequestError, LoupeError
 from loupe.fetch import ENV_ALLOW_FOLDERS, ENV_ALLOW_URLS
 from loupe.guard import ENV_API_KEY
@@ -28,7 +29,8 @@ from loupe.guard import ENV_API_KEY
 _SERVE_CHILD = '_LOUPE_SERVE_CHILD'  # set in the service's process: the parent's pid
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _CLOSE_SECONDS = 30  # for the flow to close in order once told to stop
-METHODS = ('none', 'grid', 'detector', 'dino')
+SERVE_COMMAND = 'loupe serve'  # how a service names itself in the workspace's owner record
+METHODS = PARTITION_METHODS
 
 
 def _key_values(pairs: Optional[List[str]]) -> dict:
@@ -42,7 +44,7 @@ def _key_values(pairs: Optional[List[str]]) -> dict:
 
 
 def _workspace() -> Path:
-    from loupe.settings import workspace_root
+    from loupe.paths import workspace_root
 
     return workspace_root()
 
@@ -59,6 +61,8 @@ def _server(args) -> Optional[str]:
     if found is None:
         return None
     address = ws.service_address(workspace)
+    if address is None and found.command == SERVE_COMMAND:  # starting: wait until it listens
+        address = ws.wait_for_service(workspace, timeout=600)
     if address is None:
         raise ws.WorkspaceBusyError(f'workspace {workspace} is in use by {found.describe()}')
     ws.touch_used(workspace)
@@ -385,7 +389,7 @@ def _serve(args) -> int:
     ports = [args.port] if args.no_http else [args.port, args.http_port]
     protocols = ['grpc'] if args.no_http else ['grpc', 'http']
     workspace = _workspace()
-    with quiet.stdout_to_stderr(), held(workspace, 'loupe serve') as lock:
+    with quiet.stdout_to_stderr(), held(workspace, SERVE_COMMAND) as lock:
         flow = load_flow(args.flow, host=args.host, port=ports if len(ports) > 1 else ports[0],
                          protocol=protocols if len(protocols) > 1 else protocols[0],
                          **serve_options(args))
@@ -407,6 +411,25 @@ def cmd_tiny_models(args) -> int:
 
     for env, folder in build_all(args.directory).items():
         print(f'export {env}={shlex.quote(folder)}')
+    return 0
+
+
+def cmd_models(args) -> int:
+    """The supported encoder families and recommended checkpoints (loupe.catalogue)."""
+    import json
+
+    from loupe import catalogue
+    from loupe.families import FAMILIES
+
+    if args.json:
+        print(json.dumps({'families': {n: f.title for n, f in FAMILIES.items()},
+                          'checkpoints': catalogue.rows()}, indent=2))
+        return 0
+    print('Encoder families (any checkpoint of these loads by hub id or folder):')
+    for name, family in FAMILIES.items():
+        print(f'  {name:13} {family.title}')
+    print()
+    print(catalogue.markdown())
     return 0
 
 
@@ -449,16 +472,18 @@ class _Help(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ''
-        if '(default' in text or not action.option_strings or action.nargs == 0:
+        if '(default' in text or not action.option_strings or action.nargs == 0 or \
+                action.required:
             return text  # flags (store_true and the like) are off unless given
         if action.default is None or action.default is argparse.SUPPRESS:
-            return f'{text} (default: none)'
+            # "$LOUPE_X or Y" already says what applies when the option is not given
+            return text if '$' in text else f'{text} (default: none)'
         return f'{text} (default: %(default)s)'
 
 
 def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
     """The same options before or after the subcommand (after it, they win)."""
-    from loupe.settings import DEFAULT_WORKSPACE_HELP
+    from loupe.paths import DEFAULT_WORKSPACE_HELP
 
     default = (lambda value: argparse.SUPPRESS) if sub else (lambda value: value)
     parser.add_argument('--workspace', default=default(None), metavar='DIR',
@@ -481,7 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     from loupe.scale_cli import add_parsers as add_scale_parsers, add_serve_options
     from loupe.service import DEFAULT_IDLE_MINUTES
 
-    parser = _Parser(prog='loupe', description=__doc__.splitlines()[0], formatter_class=_Help)
+    parser = _Parser(prog='loupe', description=__doc__.splitlines()[0], formatter_class=_Help,
+                     epilog='Settings, highest precedence first: command-line flag or request '
+                            'parameter > environment (LOUPE_*) > flow YAML > default '
+                            '(loupe/config.py).')
     _global_options(parser, sub=False)
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND',
                                 parser_class=_Parser)
@@ -565,13 +593,21 @@ def build_parser() -> argparse.ArgumentParser:
     command('stop', "stop the workspace's service", cmd_stop)
     add_scale_parsers(command)
 
+    from loupe.explore.cli import add_parsers as add_explore_parsers
+
+    add_explore_parsers(command, _loupe)
+
     from loupe.evaluation.cli import add_parser as add_eval_parser
 
-    add_eval_parser(sub)
+    add_eval_parser(sub, formatter_class=_Help)
 
     p = command('tiny-models', 'build tiny random models (no hub access needed) and print the '
                                'environment settings that select them', cmd_tiny_models)
     p.add_argument('directory')
+
+    p = command('models', 'encoder families and recommended checkpoints, with sizes, licences, '
+                          'published retrieval and CPU cost', cmd_models)
+    p.add_argument('--json', action='store_true', help='print as JSON')
     return parser
 
 
@@ -599,7 +635,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from loupe import quiet
     from loupe.flows import jina_defaults
 
-    quiet.configure(args.verbose or args.command == 'serve' and args.verbose)
+    quiet.configure(args.verbose)
     jina_defaults()
     # Jina's hub client imports pkg_resources, whose deprecation warning is noise to a user.
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')

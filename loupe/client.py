@@ -15,14 +15,15 @@ from docarray import DocList
 
 from loupe.constants import DEFAULT_PORT, STATUS_ERROR, STATUS_INDEXED
 from loupe.errors import ImageLoadError, InvalidRequestError, LoupeError
+from loupe.explore.client import ExploreMixin
 from loupe.flows import jina_defaults, load_flow
 from loupe.guard import api_key as configured_key
 from loupe.results import Result, Results, page, result_from_match  # noqa: F401 (Result: API)
 from loupe.query import IMAGE, TEXT, Term as QueryTerm, check_terms
 from loupe.schema import ImageDoc, Match, Term
 from loupe.sources import ID_LENGTH, Problem, Source, describe, expand, is_url, to_doc
-from loupe.settings import workspace_root
-from loupe.transport import GrpcGateway, HttpGateway
+from loupe.paths import workspace_root
+from loupe.transport import DEFAULT_TIMEOUT, GrpcGateway, HttpGateway
 from loupe.workspace import held
 
 _IN_FLIGHT = 2  # index requests sent before the first answer is awaited
@@ -44,21 +45,23 @@ def _check(response: DocList[ImageDoc]) -> DocList[ImageDoc]:
     return response
 
 
-class Loupe:
+class Loupe(ExploreMixin):
     def __init__(self, target):
         self.target = target
         self.routed: Optional[str] = None  # the CLI: the service address it was sent to
 
     @classmethod
     def connect(cls, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
-                protocol: str = 'grpc', api_key: Optional[str] = None) -> 'Loupe':
-        """A running service; ``api_key`` defaults to ``$LOUPE_API_KEY``."""
+                protocol: str = 'grpc', api_key: Optional[str] = None,
+                timeout: Optional[float] = DEFAULT_TIMEOUT) -> 'Loupe':
+        """A running service; ``api_key`` defaults to ``$LOUPE_API_KEY``; a request that gets no
+        answer within ``timeout`` seconds is an error."""
         jina_defaults()
         key = api_key or configured_key()
         if protocol == 'grpc':
-            return cls(GrpcGateway(host, port, api_key=key))
+            return cls(GrpcGateway(host, port, api_key=key, timeout=timeout))
         if protocol == 'http':
-            return cls(HttpGateway(host, port, api_key=key))
+            return cls(HttpGateway(host, port, api_key=key, timeout=timeout or 600))
         raise InvalidRequestError(f'protocol must be grpc or http, got {protocol!r}')
 
     @classmethod
@@ -208,13 +211,17 @@ class Loupe:
         return report
 
     def resolve(self, item: Source) -> str:
-        """The image id of a file (by content), a recorded path or URL, or an id (or its prefix)."""
+        """The image id of a file (by its content, else by the path it was indexed under: a
+        file edited since), a recorded path or URL (a file gone since), or an id."""
         if isinstance(item, bytes):
             return to_doc(item).id
         text = str(item)
         path = Path(text).expanduser()
         if path.is_file():
-            return to_doc(str(path)).id
+            content_id = to_doc(str(path)).id
+            if self.exists([content_id]):
+                return content_id
+            return self.find_uris([str(path.resolve())]).get(str(path.resolve()), content_id)
         uri = text if is_url(text) else str(path.resolve())
         found = self.find_uris([uri]).get(uri)
         if found:

@@ -22,18 +22,24 @@ STATUS_DELETED = 'deleted'
 STATUS_MISSING = 'missing'  # /exists: not (fully) indexed, so index it again
 
 # Endpoints the flows serve.
-ENDPOINTS = ('/index', '/search', '/delete', '/exists', '/find', '/update')
+ENDPOINTS = ('/index', '/search', '/delete', '/exists', '/find', '/update', '/recommend',
+             '/duplicates', '/map')
 
 DEFAULT_PORT = 54000  # gRPC of `loupe serve`; HTTP on the next port
 
 # Environment settings.
 ENV_WORKSPACE = 'LOUPE_WORKSPACE'
 ENV_FLOWS = 'LOUPE_FLOWS'  # folder of the flow YAMLs
+ENV_FAST_CODEC = 'LOUPE_FAST_CODEC'  # 0: docarray's own protobuf codec (loupe.wire)
 ENV_SERVER = 'LOUPE_SERVER'  # host:port of a running service for the CLI
 ENV_CLIP_MODEL = 'LOUPE_CLIP_MODEL'
 ENV_OWL_MODEL = 'LOUPE_OWL_MODEL'
 ENV_DETECTOR_MODEL = 'LOUPE_DETECTOR_MODEL'
 ENV_DINO_MODEL = 'LOUPE_DINO_MODEL'
+
+# Encoder precisions (loupe.precision).
+PRECISIONS = ('fp32', 'fp16', 'bf16', 'int8')
+BACKENDS = ('torch', 'onnx')  # where the encoder runs its image tower
 
 DEFAULT_CLIP_MODEL = 'openai/clip-vit-base-patch32'
 DEFAULT_OWL_MODEL = 'google/owlvit-base-patch32'

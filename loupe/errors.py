@@ -10,7 +10,11 @@ class ImageLoadError(LoupeError):
 
 
 class InvalidRequestError(LoupeError, ValueError):
-    """A request is malformed: empty query, limit <= 0, unknown parameter value."""
+    """A request is malformed: empty query, unknown parameter, wrong type, over a cap."""
+
+
+class ConfigError(LoupeError, ValueError):
+    """An executor setting (flow YAML, ``uses_with``, constructor) is unknown or out of range."""
 
 
 class DimensionMismatchError(LoupeError, ValueError):
@@ -19,3 +23,7 @@ class DimensionMismatchError(LoupeError, ValueError):
 
 class ModelLoadError(LoupeError):
     """A checkpoint could not be loaded from the hub or a local folder."""
+
+
+class StorageFullError(LoupeError, OSError):
+    """The disk is full: a write stored nothing; searches go on."""

@@ -1,4 +1,5 @@
 """Loading the YAML flows from anywhere, with host/port and executor overrides."""
+import importlib.resources
 import os
 from pathlib import Path
 from typing import Optional
@@ -7,7 +8,17 @@ import yaml
 
 from loupe.constants import ENV_FLOWS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+def _resource_root() -> Path:
+    """The folder holding flows/ and executors/: the repository when loupe runs from a checkout
+    or an editable install, else the copy a wheel installs inside the package."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / 'pyproject.toml').is_file() and (checkout / 'flows').is_dir():
+        return checkout
+    return Path(str(importlib.resources.files('loupe.resources')))
+
+
+PROJECT_ROOT = _resource_root()
 FLOW_NAMES = ('index', 'query', 'serve')
 
 
@@ -29,6 +40,25 @@ def flow_path(name_or_path: str) -> Path:
     return path
 
 
+def serve_topology() -> dict:
+    """The service's flow, derived: the query flow with the index flow's segmenter in front, over
+    gRPC and HTTP. (A ``serve.yml`` in ``$LOUPE_FLOWS`` replaces it.)
+
+    One flow indexes and searches, so a search sees images indexed after start-up (the chunk
+    index lives in one process; two flows would each hold a copy). /index passes through every
+    executor (ranker and reranker let it by; storage, last, stores the parents); /search skips
+    the segmenter. A chain rather than the index flow's branches: requests are pipelined across
+    executors, so throughput is bound by the slowest stage (the encoder) either way.
+    """
+    query = yaml.safe_load(flow_path('query').read_text())
+    index = yaml.safe_load(flow_path('index').read_text())
+    segmenter = next(e for e in index['executors'] if e.get('name') == 'segmenter')
+    query['executors'] = [{k: v for k, v in segmenter.items() if k != 'needs'},
+                          *query['executors']]
+    query.setdefault('with', {})['protocol'] = ['grpc', 'http']
+    return query
+
+
 def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
                 protocol=None, executors: Optional[dict] = None,
                 gateway: Optional[dict] = None) -> dict:
@@ -38,7 +68,10 @@ def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
     ``gateway`` holds such values for the gateway (executors/gateway/config.yml).
     """
     path = flow_path(name_or_path)
-    config = yaml.safe_load(path.read_text())
+    if name_or_path == 'serve' and not path.is_file():
+        config, path = serve_topology(), flow_path('query')
+    else:
+        config = yaml.safe_load(path.read_text())
     for executor in [*config.get('executors', []), config.get('gateway') or {}]:
         for key in ('uses', 'uses_after'):
             uses = executor.get(key, '')

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from loupe.boxes import as_boxes, scale
+from loupe.boxes import scale
 from loupe.errors import ImageLoadError
 
 try:  # HEIC/HEIF (phone photos) through the maintained pillow-heif plugin; AVIF is in Pillow
@@ -187,6 +187,3 @@ def preview_jpeg(decoded: DecodedImage, max_side: int, quality: int = 90) -> byt
     img.save(out, format='JPEG', quality=quality)
     return out.getvalue()
 
-
-def whole_box(decoded: DecodedImage) -> np.ndarray:
-    return as_boxes([0, 0, decoded.width, decoded.height])

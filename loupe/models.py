@@ -7,9 +7,16 @@ import torch
 from loupe.errors import ModelLoadError
 
 
-def resolve_checkpoint(configured: Optional[str], env_var: str, default: str) -> str:
-    """The environment wins over the flow YAML, which wins over the built-in default."""
-    return os.environ.get(env_var) or configured or default
+def resolve_checkpoint(explicit: Optional[str], env_var: str, default: str) -> str:
+    """A checkpoint given explicitly (a command-line flag, or what an executor resolved with
+    ``service_checkpoint``) wins, then the environment, then the built-in default."""
+    return explicit or os.environ.get(env_var) or default
+
+
+def service_checkpoint(configured: Optional[str], env_var: str) -> Optional[str]:
+    """An executor's checkpoint: the environment wins over the flow YAML (the precedence is
+    written down in loupe.config)."""
+    return os.environ.get(env_var) or configured
 
 
 def resolve_device(device: str = 'auto') -> torch.device:

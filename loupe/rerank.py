@@ -27,7 +27,7 @@ query embedding of the box closest to the whole frame, so its query image is res
 without padding; OWLv2 picks the most object-like box, so its query image is padded like targets.
 """
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from PIL import Image
@@ -39,15 +39,17 @@ from transformers import (
     OwlViTProcessor,
 )
 from transformers.image_transforms import center_to_corners_format
-from transformers.models.owlvit.modeling_owlvit import generalized_box_iou
 
-from loupe.boxes import as_boxes, clip_to_image
-from loupe.constants import DEFAULT_OWL_MODEL, ENV_OWL_MODEL
+from loupe.boxes import as_boxes, clip_to_image, generalized_iou, to_list
+from loupe.config import RerankerSettings, spec_of
+from loupe.constants import (DEFAULT_OWL_MODEL, ENV_OWL_MODEL, SCORE_CHUNK, SCORE_FINAL,
+                             SCORE_RERANK, SOURCE_RERANKER)
 from loupe.errors import InvalidRequestError
 from loupe.images import DecodedImage
 from loupe.models import choose, from_pretrained, resolve_checkpoint, resolve_device, resolve_dtype
+from loupe.schema import Match
 
-DEFAULT_RERANK_WEIGHT = 0.5
+DEFAULT_RERANK_WEIGHT = RerankerSettings.rerank_weight
 PAD_COLOR = (128, 128, 128)  # 0.5 grey, as the original OWL-ViT / OWLv2 pre-processing pads
 
 ImageLike = Union[DecodedImage, Image.Image]
@@ -72,19 +74,11 @@ class Detection(NamedTuple):
 
 
 def check_weight(weight) -> float:
-    try:
-        value = float(weight)
-    except (TypeError, ValueError):
-        raise InvalidRequestError(f'rerank_weight must be a number, got {weight!r}') from None
-    if not 0.0 <= value <= 1.0:
-        raise InvalidRequestError(f'rerank_weight must be in [0, 1], got {value}')
-    return value
+    return spec_of(RerankerSettings, 'rerank_weight').parse('rerank_weight', weight)
 
 
-# Below this detection score (OWL's sigmoid class probability; 0.1 is the threshold of OWL-ViT's
-# own zero-shot detection examples) the detected box is not evidence of the query: the result
-# keeps the box of its best chunk and only its score changes.
-MIN_DETECTION_SCORE = 0.1
+# Below this detection score the detected box is no evidence of the query (loupe.config says why).
+MIN_DETECTION_SCORE = RerankerSettings.min_detection_score
 
 
 def box_is_evidence(detection: 'Detection', threshold: float = MIN_DETECTION_SCORE) -> bool:
@@ -96,6 +90,32 @@ def box_is_evidence(detection: 'Detection', threshold: float = MIN_DETECTION_SCO
 def combine_scores(first_stage: float, detection: float, weight: float) -> float:
     """The score a reranked result is ranked by (see the module docstring)."""
     return (1.0 - weight) * first_stage + weight * detection
+
+
+def rerank_matches(matches: Sequence[Match], top_k: int,
+                   detect: Callable[[List[Match]], List[Optional[Detection]]], weight: float,
+                   min_detection_score: float = MIN_DETECTION_SCORE) -> List[Match]:
+    """The rerank step, as the service and ``loupe eval`` both run it.
+
+    ``detect`` finds the query in the images of the top ``top_k`` matches (None where an image
+    cannot be had: that match keeps its score and box). A detected match's score becomes
+    ``combine_scores``; its highlight becomes the detected box where ``box_is_evidence``; the
+    head is re-sorted by score and the rest keep their order. The head's matches are changed in
+    place.
+    """
+    head, tail = list(matches[:top_k]), list(matches[top_k:])
+    for match, detection in zip(head, detect(head)):
+        if detection is None:
+            continue
+        first_stage = match.scores.get(SCORE_CHUNK, match.score)
+        match.score = combine_scores(first_stage, detection.score, weight)
+        match.scores[SCORE_RERANK] = detection.score
+        match.scores[SCORE_FINAL] = match.score
+        if box_is_evidence(detection, min_detection_score):
+            match.highlight_box = to_list(detection.box)
+            match.highlight_source = SOURCE_RERANKER
+    head.sort(key=lambda m: m.score, reverse=True)
+    return head + tail
 
 
 def as_decoded(image: ImageLike) -> DecodedImage:
@@ -157,8 +177,8 @@ class Reranker:
         if embeds is None:
             # OWL-ViT found no box overlapping the frame (degenerate boxes): take the one whose
             # generalised IoU with the frame is highest.
-            frame = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=boxes.device)
-            best = generalized_box_iou(frame, center_to_corners_format(boxes[0])).argmax()
+            corners = center_to_corners_format(boxes[0]).float().cpu().numpy()
+            best = int(generalized_iou([[0.0, 0.0, 1.0, 1.0]], corners)[0].argmax())
             embeds = self.model.class_predictor(feats)[1][:, best][:, None, :]
         return embeds
 

@@ -1,7 +1,7 @@
 """``loupe reshard --to M``: redistribute a workspace's images over M shards, offline.
 
 Copies the durable records (the chunk index's LMDB: boxes, kinds, labels, float16 vectors and
-tags; the root store's metadata and previews) into a new layout beside the old one, each image
+tags; the parent store's metadata and previews) into a new layout beside the old one, each image
 to ``shard_of(id, M)``; nothing is re-encoded. The chunk graphs are built from the copied
 vectors with the old index's settings. Only when every copy is complete is the old layout moved
 aside and the new one put in its place (a rename per executor folder), then the old one is
@@ -21,9 +21,9 @@ import numpy as np
 from loupe.ann import ChunkIndex
 from loupe.errors import LoupeError
 from loupe.scaling import STATEFUL_FOLDERS, workspace_shards
-from loupe.settings import STORAGE_NAME, STORE_DIR
+from loupe.paths import STORAGE_NAME, STORE_DIR
 from loupe.shard import recorded_shards, shard_folder, shard_folders, shard_of
-from loupe.store import RootStore
+from loupe.store import ParentStore
 
 INDEX_DIR = 'chunks'  # as the chunk indexer lays it out
 _SETTINGS = ('precision', 'connectivity', 'expansion_add', 'expansion_search')
@@ -55,10 +55,10 @@ def _copy_chunks(sources, targets, to: int) -> int:
 
 def _copy_records(sources, targets, to: int) -> int:
     images = 0
-    opened = [RootStore(t) for t in targets]
+    opened = [ParentStore(t) for t in targets]
     try:
         for source in sources:
-            store = RootStore(source)
+            store = ParentStore(source)
             try:
                 for batch in store.record_batches():
                     grouped: Dict[int, list] = {}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 
 def add_serve_options(parser) -> None:
-    parser.add_argument('--shards', type=int, help='shards of the chunk index and root storage '
+    parser.add_argument('--shards', type=int, help='shards of the chunk index and parent storage '
                         '(default: as the workspace was made, 1 for a new one)')
     parser.add_argument('--replicas', type=int, help='replicas of segmenter, encoder, reranker')
     parser.add_argument('--gpu', action='store_true',
@@ -32,7 +32,7 @@ def check_shards(args, workspace: Path) -> None:
 
 def cmd_reshard(args) -> int:
     from loupe.reshard import reshard
-    from loupe.settings import workspace_root
+    from loupe.paths import workspace_root
     from loupe.workspace import held
 
     root = workspace_root()

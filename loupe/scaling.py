@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from loupe.errors import LoupeError
-from loupe.settings import STORAGE_NAME, workspace_root
+from loupe.paths import STORAGE_NAME, workspace_root
 from loupe.shard import mismatch_message, recorded_shards
 
 STATEFUL = ('indexer', 'storage')  # executor names in the flows

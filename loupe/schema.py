@@ -8,10 +8,10 @@ from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
 from pydantic import Field, validator
 
-from loupe.wire import FastProtobuf  # the same protobuf messages as docarray's codec, faster
+from loupe.wire import CODEC  # the same protobuf messages as docarray's codec, faster
 
 
-class Chunk(FastProtobuf, BaseDoc):
+class Chunk(*CODEC, BaseDoc):
     """A region of an image that is embedded on its own."""
 
     parent_id: str = ''
@@ -22,7 +22,7 @@ class Chunk(FastProtobuf, BaseDoc):
     embedding: Optional[NdArray] = None
 
 
-class Match(FastProtobuf, BaseDoc):
+class Match(*CODEC, BaseDoc):
     """One search result: a parent image, its scores per stage and where the query is in it."""
 
     parent_id: str = ''
@@ -37,9 +37,20 @@ class Match(FastProtobuf, BaseDoc):
     highlight_source: Optional[str] = None  # loupe.constants.SOURCE_*
     chunk_kind: Optional[str] = None  # kind of the best-matching chunk
     preview: Optional[bytes] = None  # JPEG of the image, only when a search asks `with_preview`
+    # /recommend: an image whose vote would teach the model most (not part of the ranking)
+    ask: bool = False
+    # /duplicates: the member's group, and the edge that joined it (method, other member id)
+    group: Optional[int] = None
+    joined_by: Optional[str] = None
+    joined_to: Optional[str] = None
+    position: Optional[List[float]] = None  # /map: [x, y] of the 2-D projection, in [0, 1]
+
+    @validator('tags', 'scores', 'uris', pre=True, always=True)
+    def _empty_when_null(cls, value, field):
+        return field.default_factory() if value is None else value
 
 
-class Term(FastProtobuf, BaseDoc):
+class Term(*CODEC, BaseDoc):
     """One weighted term of a composite query (loupe.query): a text, or an image as blob/uri."""
 
     text: Optional[str] = None
@@ -48,7 +59,7 @@ class Term(FastProtobuf, BaseDoc):
     weight: float = 1.0
 
 
-class ImageDoc(FastProtobuf, BaseDoc):
+class ImageDoc(*CODEC, BaseDoc):
     """An image to index, or a query (``text``, an image as ``blob``/``uri``, or ``terms``)."""
 
     uri: Optional[str] = None
@@ -62,6 +73,9 @@ class ImageDoc(FastProtobuf, BaseDoc):
     chunks: DocList[Chunk] = Field(default_factory=lambda: DocList[Chunk]())
     matches: DocList[Match] = Field(default_factory=lambda: DocList[Match]())
     terms: DocList[Term] = Field(default_factory=lambda: DocList[Term]())  # a composite query
+    # A query's chunk hits from the indexer to the ranker, as one compact message
+    # (loupe.ann.ChunkHits.to_bytes) instead of a hundred documents; the ranker clears it.
+    chunk_hits: Optional[bytes] = None
     status: Optional[str] = None  # loupe.constants.STATUS_* after /index
     error: Optional[str] = None  # why this item failed; the rest of the request goes on
     warning: Optional[str] = None  # a partial answer: which shards did not answer (loupe.shard)
@@ -72,6 +86,3 @@ class ImageDoc(FastProtobuf, BaseDoc):
         # Jina's HTTP gateway sends omitted fields as null; they mean "empty", not an error.
         return field.default_factory() if value is None else value
 
-
-def new_docs(docs=None) -> DocList[ImageDoc]:
-    return DocList[ImageDoc](docs or [])

@@ -1,4 +1,4 @@
-"""Shards of the stateful executors (chunk indexer, root storage): who owns an image, where each
+"""Shards of the stateful executors (chunk indexer, parent storage): who owns an image, where each
 shard keeps its data, and the record that keeps a workspace's shard count fixed.
 
 An image belongs to exactly one shard, ``shard_of(id, N)``: a hash of its id (not Python's
@@ -134,28 +134,29 @@ class Shard:
         """The documents of ``docs`` this shard owns (all of them when not sharded)."""
         return [doc for doc in docs or () if self.owns(doc.id)]
 
-    def stamp(self, docs: Optional[Iterable], **extra) -> None:
-        """Mark ``docs`` as answered by this shard, for the merger (a no-op when not sharded).
+    def stamp(self, docs, **extra):
+        """Mark ``docs`` as answered by this shard, for the merger (a no-op when not sharded);
+        returns them.
 
         ``extra`` travels with the stamp (the chunk indexer sends how many hits it cut to).
         """
-        if not self.sharded:
-            return
-        for doc in docs or ():
-            doc.shard = {'id': self.id, 'of': self.count, 'by': self.name, **extra}
+        if self.sharded:
+            for doc in docs or ():
+                doc.shard = {'id': self.id, 'of': self.count, 'by': self.name, **extra}
+        return docs
 
 
 class ShardedStore:
-    """A read-only root store over the stores of all shards: each id is read from its owner's.
+    """A read-only parent store over the stores of all shards: each id is read from its owner's.
 
     The reranker reads result images this way on one machine; the shards' folders must be
     readable where it runs.
     """
 
     def __init__(self, folders: List[Path]):
-        from loupe.store import RootStore
+        from loupe.store import ParentStore
 
-        self._stores = [RootStore(folder, readonly=True) for folder in folders]
+        self._stores = [ParentStore(folder, readonly=True) for folder in folders]
 
     def get_many(self, ids: Iterable[str], preview: bool = True) -> dict:
         by_shard: dict = {}
@@ -172,11 +173,11 @@ class ShardedStore:
 
 
 def readonly_store(path):
-    """The root store at ``path`` (``<workspace>/RootStorage/images``), sharded or not."""
-    from loupe.store import RootStore
+    """The parent store at ``path`` (``<workspace>/ParentStorage/images``), sharded or not."""
+    from loupe.store import ParentStore
 
     path = Path(path)
     shards = recorded_shards(path.parent) or 1
     if shards > 1 and not (path / 'data.mdb').exists():
         return ShardedStore([folder / path.name for folder in shard_folders(path.parent, shards)])
-    return RootStore(path, readonly=True)
+    return ParentStore(path, readonly=True)

@@ -4,13 +4,14 @@ gives.
 Every shard answers every document (``loupe.shard``), stamped with ``{id, of, by}``; the shards
 that answered are the stamps seen, so a shard that is down is noticed and said:
 
-- ``/search`` on the chunk index: the shards' chunk hits together, best first, cut to the ``k``
-  each shard cut to. A shard's top k holds every chunk of the global top k that it owns, so
-  this is exactly the unsharded top k (where each shard's ANN is exact).
-- ``/search`` on the root storage: a result is kept when its owner kept it (found and filled
+- ``/search`` on the chunk index: the shards' chunk hits (``chunk_hits``) together, best first,
+  cut to the ``k`` each shard cut to. A shard's top k holds every chunk of the global top k that
+  it owns, so this is exactly the unsharded top k (where each shard's ANN is exact).
+- ``/search`` on the parent storage: a result is kept when its owner kept it (found and filled
   it), in the order it came in.
 - ``/find`` (images by path): every shard's finds together.
-- every other endpoint: each image is its owner's answer. When the owner did not answer, the
+- every other endpoint (``/update``, and the explore endpoints, which sharded executors refuse):
+  each document is its owner's answer. When the owner did not answer, the
   image is reported failed on ``/index`` (never silently lost), ``missing`` on ``/exists`` (so a
   client sends it again, and learns then), and not deleted on ``/delete``.
 
@@ -22,7 +23,8 @@ from typing import Dict, List, Sequence
 from docarray import DocList
 
 from loupe.constants import STATUS_MISSING
-from loupe.docs import mark_error
+from loupe.documents import mark_error
+from loupe.ann import ChunkHits
 from loupe.schema import ImageDoc, Match
 from loupe.shard import shard_of
 
@@ -77,9 +79,8 @@ def _merge_search(doc: ImageDoc, by_shard: Dict[int, ImageDoc], stamp: dict,
     answers = [by_shard[k] for k in sorted(by_shard)]
     out = answers[0]
     if 'k' in stamp:  # chunk hits: each shard has its own, best first
-        hits = [m for answer in answers for m in answer.matches]
-        hits.sort(key=lambda m: m.score, reverse=True)  # stable: ties keep shard order
-        out.matches = DocList[Match](hits[:stamp['k']])
+        parts = [ChunkHits.from_bytes(a.chunk_hits) for a in answers if a.chunk_hits is not None]
+        out.chunk_hits = ChunkHits.best_of(parts, stamp['k']).to_bytes() if parts else None
         return out
     # Results filled by their owner: every shard passed the others' results on untouched.
     owned = {k: {m.parent_id: m for m in answer.matches} for k, answer in by_shard.items()}

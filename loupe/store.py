@@ -1,4 +1,4 @@
-"""Root storage: the parent images (metadata and a preview JPEG) in LMDB, keyed by document id.
+"""Parent storage: the parent images (metadata and a preview JPEG) in LMDB, keyed by document id.
 
 The preview (longest side <= ``preview_size``) lets the reranker and the result gallery work for
 images sent as bytes or from URLs, and for files moved since, without keeping the originals.
@@ -6,17 +6,23 @@ LMDB serves readers in other processes (the reranker) while this one writes.
 """
 import io
 import json
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional
 
 import lmdb
 from PIL import Image
 
-from loupe.images import content_hash, decode, image_size, preview_jpeg
+from loupe.images import DecodedImage, content_hash, decode, image_size, preview_jpeg
 from loupe.lmdb_env import GrowingEnv
+from loupe.shard import readonly_store
 
-_META, _PREVIEW, _HASH = 'meta', 'preview', 'hash'
+_META, _PREVIEW = 'meta', 'preview'
 _ORIENTATION = 0x0112  # EXIF tag
+# pHash input: the decoder may reduce a JPEG until its shorter side is this (pHash itself
+# works on 32x32), so hashing costs a cheap reduced decode.
+PHASH_SIDE = 128
 
 
 @dataclass
@@ -29,6 +35,8 @@ class StoredImage:
     uri: Optional[str] = None  # the latest path or URL it was indexed under
     tags: Dict = field(default_factory=dict)
     uris: List[str] = field(default_factory=list)  # every path or URL it was indexed under
+    phash: Optional[str] = None  # 64-bit perceptual hash, 16 hex digits (imagehash.phash)
+    added: float = 0.0  # when the content was first stored (seconds since the epoch)
 
     def __post_init__(self):
         if self.uri and self.uri not in self.uris:
@@ -44,9 +52,9 @@ class StoredImage:
         return cls(preview=preview, **json.loads(meta))
 
 
-class RootStore:
+class ParentStore:
     def __init__(self, path, readonly: bool = False, map_size: int = 64 << 20):
-        self._env = GrowingEnv(path, dbs=(_META, _PREVIEW, _HASH), map_size=map_size,
+        self._env = GrowingEnv(path, dbs=(_META, _PREVIEW), map_size=map_size,
                                readonly=readonly)
         self.path = self._env.path
 
@@ -77,13 +85,12 @@ class RootStore:
         meta = rec.metadata()
         if old is not None:
             old = json.loads(old)
-            txn.delete(old['content_hash'].encode(), db=dbs[_HASH])
             meta['tags'] = {**old.get('tags', {}), **meta['tags']}
             known = old.get('uris') or ([old['uri']] if old.get('uri') else [])
             meta['uris'] = list(dict.fromkeys([*known, *meta['uris']]))
+            meta['added'] = old.get('added') or meta['added']  # first stored
         txn.put(key, json.dumps(meta).encode(), db=dbs[_META])
         txn.put(key, rec.preview, db=dbs[_PREVIEW])
-        txn.put(rec.content_hash.encode(), key, db=dbs[_HASH])
 
     def get_many(self, ids: Iterable[str], preview: bool = True) -> Dict[str, StoredImage]:
         dbs = self._env.dbs
@@ -103,11 +110,6 @@ class RootStore:
     def get(self, id_: str, preview: bool = True) -> Optional[StoredImage]:
         return self.get_many([id_], preview=preview).get(id_)
 
-    def find_hash(self, content_hash: str) -> Optional[str]:
-        """The id stored with this content, if any."""
-        key = self._env.read(lambda txn: txn.get(content_hash.encode(), db=self._env.dbs[_HASH]))
-        return bytes(key).decode() if key is not None else None
-
     def delete(self, ids: Iterable[str]) -> List[str]:
         """Remove records; returns the ids that existed."""
         dbs = self._env.dbs
@@ -118,7 +120,6 @@ class RootStore:
                 meta = txn.get(id_.encode(), db=dbs[_META])
                 if meta is None:
                     continue
-                txn.delete(json.loads(meta)['content_hash'].encode(), db=dbs[_HASH])
                 txn.delete(id_.encode(), db=dbs[_META])
                 txn.delete(id_.encode(), db=dbs[_PREVIEW])
                 removed.append(id_)
@@ -210,15 +211,24 @@ def build_record(id_: str, data: bytes, uri: Optional[str] = None, tags: Optiona
     """Decode ``data`` once (at reduced size where the format allows) into a record to store."""
     width, height = image_size(data)
     if _own_preview(data, preview_size):
-        # The whole stream is still decoded (at 1/8 scale, cheaply): a broken file fails here.
-        decode(data, min_side=1)
+        # The whole stream is still decoded (at reduced scale, cheaply): a broken file fails here.
+        decoded = decode(data, min_side=PHASH_SIDE)
         preview = data
     else:
         # Ask the decoder for just enough pixels that the longest side still reaches preview_size.
         min_side = max(1, round(preview_size * min(width, height) / max(width, height)))
-        preview = preview_jpeg(decode(data, min_side=min_side), preview_size)
+        decoded = decode(data, min_side=min_side)
+        preview = preview_jpeg(decoded, preview_size)
     return StoredImage(id=id_, width=width, height=height, content_hash=content_hash(data),
-                       preview=preview, uri=uri, tags=dict(tags or {}))
+                       preview=preview, uri=uri, tags=dict(tags or {}),
+                       phash=perceptual_hash(decoded), added=time.time())
+
+
+def perceptual_hash(decoded: DecodedImage) -> str:
+    """imagehash's pHash (DCT of the 32x32 greyscale image, 64 bits) as 16 hex digits."""
+    import imagehash  # scipy and PyWavelets: imported where images are stored, not read
+
+    return str(imagehash.phash(decoded.image))
 
 
 def _own_preview(data: bytes, preview_size: int) -> bool:
@@ -229,3 +239,32 @@ def _own_preview(data: bytes, preview_size: int) -> bool:
         return (img.format == 'JPEG' and img.mode in ('RGB', 'L')
                 and max(img.size) <= preview_size and len(data) <= img.width * img.height
                 and img.getexif().get(_ORIENTATION, 1) == 1)
+
+
+class StoreReader:
+    """The root store opened read-only on first use, from another process than its writer;
+    None until it exists (a flow's first search may come before its first image)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._store: Optional[ParentStore] = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Optional[ParentStore]:
+        if self._store is None and self.path:
+            with self._lock:
+                if self._store is None:
+                    try:
+                        self._store = readonly_store(self.path)
+                    except (FileNotFoundError, lmdb.Error):
+                        return None
+        return self._store
+
+    def stored(self, ids: Iterable[str]) -> Optional[set]:
+        """Which of ``ids`` have a parent record; None when there is no store to ask."""
+        store = self.get()
+        return None if store is None else set(store.get_many(ids, preview=False))
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

@@ -16,22 +16,43 @@ from docarray import DocList
 from loupe.errors import InvalidRequestError, LoupeError
 from loupe.guard import API_KEY_HEADER
 
-_UNLIMITED = [('grpc.max_send_message_length', -1), ('grpc.max_receive_message_length', -1)]
+DEFAULT_TIMEOUT = 600.0  # seconds for one request: a batch of detector-partitioned photos on a CPU
+
+# Keepalive pings find a dead connection (a gateway that vanished, a dropped NAT entry) in
+# seconds instead of at the next request's deadline; within what Jina's gateway accepts (a ping
+# every 5 s without data). Requests that never reached the gateway (UNAVAILABLE) are retried:
+# every loupe endpoint is idempotent (ids are content hashes; indexing again replaces).
+_OPTIONS = [
+    ('grpc.max_send_message_length', -1),
+    ('grpc.max_receive_message_length', -1),
+    ('grpc.keepalive_time_ms', 10_000),
+    ('grpc.keepalive_timeout_ms', 5_000),
+    ('grpc.keepalive_permit_without_calls', 1),
+    ('grpc.enable_retries', 1),
+    ('grpc.service_config', json.dumps({'methodConfig': [{
+        'name': [{}],
+        'retryPolicy': {'maxAttempts': 3, 'initialBackoff': '0.2s', 'maxBackoff': '2s',
+                        'backoffMultiplier': 2, 'retryableStatusCodes': ['UNAVAILABLE']}}]})),
+]
 
 
 class GrpcGateway:
-    """``post`` like ``jina.Client.post`` (the subset loupe uses), on one open channel."""
+    """``post`` like ``jina.Client.post`` (the subset loupe uses), on one open channel, with a
+    deadline per request (``timeout`` seconds; None waits for ever)."""
 
-    def __init__(self, host: str, port: int, api_key: Optional[str] = None):
+    def __init__(self, host: str, port: int, api_key: Optional[str] = None,
+                 timeout: Optional[float] = DEFAULT_TIMEOUT):
         import grpc
         from jina.proto import jina_pb2_grpc
 
-        self._channel = grpc.insecure_channel(f'{host}:{port}', options=_UNLIMITED)
+        self.address, self.timeout = f'{host}:{port}', timeout
+        self._channel = grpc.insecure_channel(self.address, options=_OPTIONS)
         self._stub = jina_pb2_grpc.JinaSingleDataRequestRPCStub(self._channel)
         self._metadata = ((API_KEY_HEADER, api_key),) if api_key else None
 
     def post(self, endpoint: str, inputs: DocList, parameters: Optional[dict] = None,
              return_type=DocList) -> DocList:
+        import grpc
         from jina.proto import jina_pb2
         from jina.types.request.data import DataRequest
 
@@ -40,13 +61,18 @@ class GrpcGateway:
         request.data.docs = inputs
         if parameters:
             request.parameters = parameters
-        import grpc
-
         try:
-            response = self._stub.process_single_data(request, metadata=self._metadata)
+            response = self._stub.process_single_data(request, metadata=self._metadata,
+                                                      timeout=self.timeout)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequestError(e.details()) from None
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise LoupeError(f'{endpoint}: no answer from {self.address} within '
+                                 f'{self.timeout:g} s') from None
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise LoupeError(f'{endpoint}: cannot reach {self.address}: '
+                                 f'{e.details()}') from None
             raise LoupeError(f'{endpoint} failed: {e.details() or e.code().name}') from None
         status = response.header.status
         if status.code >= jina_pb2.StatusProto.ERROR:

@@ -9,11 +9,14 @@ writer's) in place, with a dispatch on the exact type of plain values: ~14 us to
 ~30 us to read one (a third of it pydantic's validation, which stays). Anything else (ids,
 tensors, other types) still goes through docarray.
 """
+import os
 from typing import Any
 
 from docarray import DocList
 from docarray.base_doc.mixins.io import _type_to_protobuf
 from docarray.proto import DocProto, NodeProto
+
+from loupe.constants import ENV_FAST_CODEC
 
 _SCALARS = {str: 'text', bool: 'boolean', int: 'integer', float: 'float', bytes: 'blob'}
 _CONTAINERS = {list: 'list', set: 'set', tuple: 'tuple'}
@@ -108,3 +111,15 @@ class FastProtobuf:
             ok, value = read(node)
             values[name] = value if ok else cls._get_content_from_node_proto(node, name)
         return cls(**values)
+
+
+def enabled() -> bool:
+    """``$LOUPE_FAST_CODEC`` (default 1); 0 leaves loupe's documents to docarray's own codec.
+
+    Read when loupe.schema is imported: set it before a flow starts (its executors inherit it).
+    """
+    return os.environ.get(ENV_FAST_CODEC, '1').strip() != '0'
+
+
+# The mixin of loupe's document classes: FastProtobuf, or nothing (plain docarray documents).
+CODEC = (FastProtobuf,) if enabled() else ()

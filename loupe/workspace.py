@@ -147,6 +147,18 @@ def service_address(workspace: Path) -> Optional[str]:
         return None
 
 
+def wait_for_service(workspace: Path, timeout: float) -> Optional[str]:
+    """The address of the service starting on ``workspace`` once it listens; None if its owner
+    goes away or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and is_locked(workspace):
+        address = service_address(workspace)
+        if address:
+            return address
+        time.sleep(0.2)
+    return None
+
+
 def touch_used(workspace: Path) -> None:
     with contextlib.suppress(OSError):
         (Path(workspace) / USED_NAME).touch()

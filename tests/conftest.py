@@ -12,6 +12,7 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 for _name in [n for n in os.environ if n.startswith('LOUPE_')]:
     del os.environ[_name]
 
+import contextlib  # noqa: E402
 import io  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -75,6 +76,17 @@ def coco_images(coco128) -> list:
     return sorted((coco128 / 'images' / 'train2017').glob('*.jpg'))
 
 
+@pytest.fixture(scope='session')
+def photo_paths(tmp_path_factory) -> list:
+    """Photos for the end-to-end tests: six of coco128 where it is present and six of the
+    synthetic set (tests/photos.py), else twelve synthetic ones: the flows always run."""
+    from photos import write_photo_set
+
+    synthetic = write_photo_set(tmp_path_factory.mktemp('synthetic-photos'))
+    coco = sorted((COCO128 / 'images' / 'train2017').glob('*.jpg'))
+    return coco[:6] + synthetic[:6] if coco else synthetic
+
+
 def jpeg_bytes(img: Image.Image, **save_kwargs) -> bytes:
     out = io.BytesIO()
     img.save(out, format='JPEG', **save_kwargs)
@@ -92,3 +104,19 @@ def synthetic_image(width: int = 320, height: int = 240, seed: int = 0) -> Image
 @pytest.fixture
 def synthetic_jpeg() -> bytes:
     return jpeg_bytes(synthetic_image())
+
+
+@contextlib.contextmanager
+def environment(values: dict):
+    """Set environment variables for a block (flows read models and the workspace from them,
+    as a user would set them), then restore what was there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

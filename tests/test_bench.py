@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from bench import ann, decode, index_throughput, query_latency, rerank_batch, shards, startup
+from bench import (ann, cli_search, codec, decode, duplicates, encoder, families, index_throughput,
+                   load, query_latency, recommend, rerank_batch, shards, startup)
 
-BENCHMARKS = [ann, decode, index_throughput, query_latency, rerank_batch, shards, startup]
+BENCHMARKS = [ann, cli_search, codec, decode, duplicates, encoder, families, index_throughput, load,
+              query_latency, recommend, rerank_batch, shards, startup]
 
 
 @pytest.mark.parametrize('bench', BENCHMARKS, ids=lambda b: b.NAME)

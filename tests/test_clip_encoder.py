@@ -1,17 +1,22 @@
-"""CLIP encoder: equality with transformers' reference pipeline, regions, draft decoding, executor."""
+"""Encoder with a CLIP checkpoint: equal to the reference pipeline; regions, draft decoding, executor."""
+import io
+
 import numpy as np
 import pytest
 import torch
 from conftest import jpeg_bytes, synthetic_image
 from docarray import DocList
 from jina import Flow
+from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from executors.clip_encoder.executor import ClipEncoder
-from loupe.clip import ClipEmbedder, draft_min_side
-from loupe.constants import ENV_CLIP_MODEL, KIND_GRID, KIND_WHOLE, STATUS_ERROR
+from loupe.constants import (DEFAULT_CLIP_MODEL, ENV_CLIP_MODEL, KIND_GRID, KIND_WHOLE,
+                             STATUS_ERROR)
+from loupe.embedder import Embedder, draft_min_side
 from loupe.errors import InvalidRequestError, ModelLoadError
 from loupe.images import decode
+from loupe.models import resolve_checkpoint
 from loupe.schema import Chunk, ImageDoc
 
 TEXTS = ['a photo of a cat', 'two dogs playing in the snow', 'x', 'a red square']
@@ -20,8 +25,8 @@ INPUT_SIZE = 64
 
 
 @pytest.fixture(scope='module')
-def embedder(tiny_clip) -> ClipEmbedder:
-    return ClipEmbedder(tiny_clip, batch_size=4, device='cpu')
+def embedder(tiny_clip) -> Embedder:
+    return Embedder(tiny_clip, batch_size=4, device='cpu')
 
 
 @pytest.fixture(scope='module')
@@ -101,15 +106,22 @@ def test_invalid_batch_size_rejected(embedder, batch_size):
         embedder.embed_texts(TEXTS, batch_size=batch_size)
 
 
-def test_grid_regions_equal_embedding_the_crops(embedder):
-    decoded = embedder.decode(jpeg_bytes(synthetic_image(1200, 900)))
-    assert decoded.image.width < 1200  # the boxes below are in original pixels nonetheless
-    boxes = grid_boxes(1200, 900)
-    regions = embedder.embed_regions(decoded, boxes, batch_size=4)
-    crops = embedder.embed_images([decoded.crop(box) for box in boxes])
-    np.testing.assert_allclose(regions, crops, atol=1e-5)
-    whole = embedder.embed_images([decoded.image])
-    assert np.all(np.abs(regions - whole).max(axis=1) > 1e-3)  # every crop is its own
+def test_each_region_is_embedded_as_the_reference_embeds_what_is_inside_its_box(embedder,
+                                                                                 reference):
+    """A 3x3 tiling of solid colours: region i is exactly tile i, so its embedding must be the
+    reference pipeline's embedding of a picture of tile i's colour alone."""
+    rng = np.random.default_rng(5)
+    colours = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(9)]
+    picture = Image.new('RGB', (1200, 900))
+    for i, colour in enumerate(colours):
+        x, y = (i % 3) * 400, (i // 3) * 300
+        picture.paste(colour, (x, y, x + 400, y + 300))
+    data = io.BytesIO()
+    picture.save(data, format='PNG')
+    decoded = embedder.decode(data.getvalue())
+    regions = embedder.embed_regions(decoded, grid_boxes(1200, 900), batch_size=4)
+    _, expected = reference(TEXTS[:1], [Image.new('RGB', (400, 300), c) for c in colours])
+    np.testing.assert_allclose(regions, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize('smallest_box', [None, 600, 300, 40])
@@ -138,31 +150,40 @@ def test_draft_min_side(boxes, expected):
 
 def test_unknown_checkpoint_raises_model_load_error(tmp_path):
     with pytest.raises(ModelLoadError, match='no-such-model'):
-        ClipEmbedder(str(tmp_path / 'no-such-model'), device='cpu')
+        Embedder(str(tmp_path / 'no-such-model'), device='cpu')
 
 
 def test_non_clip_checkpoint_raises_model_load_error(tiny_dino):
-    with pytest.raises(ModelLoadError, match='not a CLIP checkpoint'):
-        ClipEmbedder(tiny_dino, device='cpu')
+    with pytest.raises(ModelLoadError, match='not a dual-encoder image-text checkpoint'):
+        Embedder(tiny_dino, device='cpu')
 
 
-def test_env_overrides_configured_checkpoint(tiny_clip, monkeypatch, tmp_path):
+def test_checkpoint_precedence(tiny_clip, monkeypatch, tmp_path):
+    """flag (an explicit checkpoint) > environment > flow YAML > default."""
+    missing = str(tmp_path / 'missing')
     monkeypatch.setenv(ENV_CLIP_MODEL, tiny_clip)
-    assert ClipEmbedder(str(tmp_path / 'missing'), device='cpu').checkpoint == tiny_clip
+    assert Embedder(None, device='cpu').checkpoint == tiny_clip
+    encoder = ClipEncoder(model=missing, device='cpu')  # the YAML's model loses to the env
+    assert encoder.embedder.checkpoint == tiny_clip
+    monkeypatch.setenv(ENV_CLIP_MODEL, missing)
+    assert Embedder(tiny_clip, device='cpu').checkpoint == tiny_clip  # a flag wins
+    monkeypatch.delenv(ENV_CLIP_MODEL)
+    assert ClipEncoder(model=tiny_clip, device='cpu').embedder.checkpoint == tiny_clip
+    assert resolve_checkpoint(None, ENV_CLIP_MODEL, DEFAULT_CLIP_MODEL) == DEFAULT_CLIP_MODEL
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available here')
 def test_cuda_requested_without_cuda_is_a_clear_error(tiny_clip):
     with pytest.raises(ValueError, match='CUDA is not available'):
-        ClipEmbedder(tiny_clip, device='cuda')
+        Embedder(tiny_clip, device='cuda')
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-def test_half_precision_stays_close_to_fp32(tiny_clip):
+def test_fp16_stays_close_to_fp32(tiny_clip):
     images = synthetic_images()
-    full = ClipEmbedder(tiny_clip, device='cuda')
-    half = ClipEmbedder(tiny_clip, device='cuda', half=True)
+    full = Embedder(tiny_clip, device='cuda')
+    half = Embedder(tiny_clip, device='cuda', precision='fp16')
     assert half.model.dtype == torch.float16
     for a, b in [(full.embed_images(images), half.embed_images(images)),
                  (full.embed_texts(TEXTS), half.embed_texts(TEXTS))]:
@@ -192,8 +213,7 @@ def test_executor_index_embeds_chunks_and_isolates_bad_items(encoder, embedder, 
            image_doc(b'', 10, 10, 'zero-byte'),
            image_doc(photo[: len(photo) // 3], width, height, 'truncated')]
     docs = DocList[ImageDoc]([bad[0], good[0], bad[1], good[1], bad[2]])
-    # Integral floats are what gRPC parameters carry.
-    assert encoder.index(docs=docs, parameters={'batch_size': 3.0}) is docs
+    assert encoder.index(docs=docs, parameters={}) is docs
     for doc in bad:
         assert doc.status == STATUS_ERROR and doc.error
         assert all(chunk.embedding is None for chunk in doc.chunks)
@@ -205,10 +225,11 @@ def test_executor_index_embeds_chunks_and_isolates_bad_items(encoder, embedder, 
                                    atol=1e-5)
 
 
-def test_executor_index_rejects_bad_batch_size(encoder):
+def test_executor_refuses_a_batch_size_from_a_request(encoder):
+    # Batch sizes are the service's setting (memory), not a client's.
     docs = DocList[ImageDoc]([image_doc(jpeg_bytes(synthetic_image()), 320, 240, 'a')])
-    with pytest.raises(InvalidRequestError):
-        encoder.index(docs=docs, parameters={'batch_size': 0})
+    with pytest.raises(InvalidRequestError, match='unknown parameter batch_size for /index'):
+        encoder.index(docs=docs, parameters={'batch_size': 3})
 
 
 def test_executor_search_text_image_and_bad_queries(encoder, embedder):
@@ -217,7 +238,7 @@ def test_executor_search_text_image_and_bad_queries(encoder, embedder):
         ImageDoc(text='  a red square '), ImageDoc(text='   '), ImageDoc(),
         ImageDoc(blob=jpeg_bytes(image)), ImageDoc(text='', blob=jpeg_bytes(image)),
         ImageDoc(blob=b'\xff\xd8garbage'), ImageDoc(blob=b'')])
-    out = encoder.search(docs=docs, parameters={'batch_size': 1})
+    out = encoder.search(docs=docs, parameters={})
     np.testing.assert_allclose(out[0].embedding, embedder.embed_texts(['a red square'])[0],
                                atol=1e-5)
     for doc in (out[1], out[2], out[6]):
@@ -227,12 +248,6 @@ def test_executor_search_text_image_and_bad_queries(encoder, embedder):
         assert doc.error is None
         np.testing.assert_allclose(doc.embedding, expected, atol=1e-5)
     assert out[5].embedding is None and 'query image' in out[5].error
-
-
-def test_executor_passes_other_endpoints_through(encoder):
-    docs = DocList[ImageDoc]([ImageDoc(id='x', text='left alone')])
-    out = encoder.passthrough(docs=docs)
-    assert out[0].embedding is None and out[0].error is None
 
 
 def test_flow_index_and_search(tiny_clip, tmp_path):

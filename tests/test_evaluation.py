@@ -302,10 +302,12 @@ def test_proposal_recall_matches_an_independent_count_on_coco128(coco128):
     # The whole image is the only chunk: an object inside it has IoU = its share of the area.
     for t in ('0.5', '0.3'):
         assert none['recall'][t]['all'] == pytest.approx(float(np.mean(shares >= float(t))))
-    # A 3x3 grid plus the whole image, computed here from the cell geometry.
+    # The service's grid (3x3, neighbours sharing a quarter of a cell) plus the whole image,
+    # computed here from the cell geometry: 3 cells of side s with 2 overlaps of s/4 span w.
     covered = []
     for _, w, h, box in boxes:
-        cells = [(c * w / 3, r * h / 3, (c + 1) * w / 3, (r + 1) * h / 3)
+        sw, sh = w / 2.5, h / 2.5
+        cells = [(c * 0.75 * sw, r * 0.75 * sh, c * 0.75 * sw + sw, r * 0.75 * sh + sh)
                  for r in range(3) for c in range(3)] + [(0, 0, w, h)]
         covered.append(max(_iou(box, cell) for cell in cells))
     assert grid['recall']['0.3']['all'] == pytest.approx(float(np.mean(np.asarray(covered) >= 0.3)))
@@ -420,11 +422,11 @@ def test_query_by_example_finds_the_source_and_the_crop(distinct_set, tiny_clip)
     assert len(select_queries(dataset)) == 5
     assert len(select_queries(dataset, max_queries=2)) == 2
     partitioner = Partitioner()
-    specs = parse_specs('none,grid', partitioner)
+    specs = parse_specs('none,grid+overlap0', partitioner)
     result = evaluate_query_by_example(dataset, specs, partitioner, ClipEmbedder(tiny_clip))
     assert result['queries'] == 5
-    grid, none = result['rows']['grid'], result['rows']['none']
-    # The crop is one of the grid's chunks: found first, highlighted exactly.
+    grid, none = result['rows']['grid+overlap0'], result['rows']['none']
+    # The crop is one of the plain tiling's cells: found first, highlighted exactly.
     assert grid['recall']['1'] == 1.0
     assert grid['highlight_iou'] == pytest.approx(1.0, abs=1e-6)
     assert grid['highlight_hit'] == 1.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import jpeg_bytes, synthetic_image
+from conftest import environment, jpeg_bytes, synthetic_image
 from loupe.boxes import as_boxes
 from loupe import tiny_models
 from loupe.client import Loupe
@@ -29,24 +29,18 @@ def env(tiny_clip, tiny_owlvit, tiny_detector, tiny_dino, tmp_path_factory):
     values = {ENV_CLIP_MODEL: tiny_clip, ENV_OWL_MODEL: tiny_owlvit,
               ENV_DETECTOR_MODEL: tiny_detector, ENV_DINO_MODEL: tiny_dino,
               ENV_WORKSPACE: str(tmp_path_factory.mktemp('workspace'))}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    yield values
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment(values):
+        yield values
 
 
 @pytest.fixture(scope='module')
-def photo_folder(coco_images, tmp_path_factory) -> Path:
+def photo_folder(photo_paths, tmp_path_factory) -> Path:
     """A folder with real photos in a sub-folder, a duplicate, and files that are not images."""
     folder = tmp_path_factory.mktemp('photos')
     (folder / 'trip').mkdir()
-    for path in coco_images[:N_PHOTOS]:
+    for path in photo_paths[:N_PHOTOS]:
         shutil.copy(path, folder / 'trip' / path.name)
-    shutil.copy(coco_images[0], folder / 'copy-of-first.jpg')
+    shutil.copy(photo_paths[0], folder / 'copy-of-first.jpg')
     (folder / 'corrupt.jpg').write_bytes(b'not a jpeg')
     (folder / 'empty.png').write_bytes(b'')
     (folder / 'notes.txt').write_text('not an image, not crawled')
@@ -111,9 +105,10 @@ def test_text_search_returns_ranked_results_with_boxes_inside_the_image(query_cl
         assert 0 <= x1 < x2 <= r.width and 0 <= y1 < y2 <= r.height
 
 
-def test_image_query_finds_its_own_source_first(query_client, coco_images):
-    results = query_client.search(image=str(coco_images[3]), limit=3)
-    assert Path(results[0].uri).name == coco_images[3].name
+def test_image_query_finds_its_own_source_first(query_client, photo_paths):
+    for photo in (photo_paths[3], photo_paths[-1]):  # coco128's (where present) and synthetic
+        results = query_client.search(image=str(photo), limit=3)
+        assert Path(results[0].uri).name == photo.name
 
 
 def test_rerank_replaces_highlight_with_detected_box(query_client):
@@ -139,7 +134,7 @@ def test_an_encoder_of_another_dimension_is_refused_and_the_index_survives(
     monkeypatch.setenv(ENV_CLIP_MODEL, tiny_models.build_clip(tmp_path / 'clip-8',
                                                                projection_dim=8))
     with Loupe.local('index') as client:
-        with pytest.raises(LoupeError, match=r'8.*16|16.*8'):
+        with pytest.raises(LoupeError, match=r'(8.*16|16.*8).*new workspace.*index again'):
             client.index([picture])
     monkeypatch.setenv(ENV_CLIP_MODEL, env[ENV_CLIP_MODEL])
     with Loupe.local('serve') as client:
@@ -232,7 +227,8 @@ def test_served_search_sees_images_indexed_after_start(server, tmp_path):
                                      headers={'Content-Type': 'application/json'})
     with urllib.request.urlopen(request, timeout=60) as response:
         data = json.load(response)['data']
-    assert data[0]['matches'][0]['parent_id'] == report_id(client, picture)
+    match = data[0]['matches'][0]
+    assert match['parent_id'] == match['id'] == report_id(client, picture)  # the image's id
 
 
 def report_id(client, picture) -> str:
@@ -260,3 +256,26 @@ def test_cli_end_to_end(env, photo_folder, tmp_path):
     after = json.loads(_cli('--workspace', str(workspace), 'search', 'dog', '--json',
                             '--limit', '50').stdout)
     assert results[0]['id'] not in {r['id'] for r in after}
+
+
+@pytest.mark.parametrize('flow', ['index', 'serve'])
+def test_both_topologies_refuse_a_bad_request_before_writing_and_report_bad_items(
+        env, flow, tmp_path, monkeypatch):
+    """The index flow (branches joined) and the service's chain fail alike: a request that is
+    wrong as a whole is refused by the first executors it meets, before anything is written;
+    an item that cannot be indexed is reported and the rest is indexed."""
+    from loupe.sources import to_doc
+
+    monkeypatch.setenv(ENV_WORKSPACE, str(tmp_path / 'workspace'))
+    photo = jpeg_bytes(synthetic_image(seed=21))
+    with Loupe.local(flow) as client:
+        with pytest.raises(LoupeError, match=r'grid_rows must be an integer in \[1, 16\]'):
+            client.index([photo], parameters={'grid_rows': 2.5})
+        with pytest.raises(LoupeError, match='unknown parameter limit for /index'):
+            client.index([photo], parameters={'limit': 3})
+        assert client.exists([to_doc(photo).id]) == set()  # nothing of it was written
+        report = client.index([photo, b'not an image'])
+        assert len(report.indexed) == 1 and len(report.errors) == 1
+        assert 'not a readable image' in report.errors[0].reason
+        assert client.exists([to_doc(photo).id]) == {to_doc(photo).id}
+

@@ -82,6 +82,7 @@ def test_partition_models_at_full_size_give_boxes_in_original_pixels(
     for photo, proposals in zip(photos, full_size_partitioner.partition(photos, settings)):
         assert proposals[0].kind == 'whole'
         assert proposals[0].box == [0, 0, photo.width, photo.height]
+        assert len(proposals) > 1, 'no boxes: nothing below was checked'
         for p in proposals[1:]:
             x1, y1, x2, y2 = p.box
             assert 0 <= x1 < x2 <= photo.width and 0 <= y1 < y2 <= photo.height

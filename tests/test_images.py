@@ -128,3 +128,17 @@ def test_preview_is_bounded_and_keeps_aspect():
     decoded = decode(jpeg_bytes(synthetic_image(3000, 1500)))
     preview = Image.open(io.BytesIO(preview_jpeg(decoded, 1024)))
     assert preview.size == (1024, 512)
+
+
+@pytest.mark.parametrize('fmt, suffix', [('HEIF', '.heic'), ('AVIF', '.avif')])
+def test_phone_formats_decode_and_are_crawled(fmt, suffix, tmp_path):
+    from loupe.sources import expand
+
+    out = io.BytesIO()
+    synthetic_image(64, 48).save(out, format=fmt)
+    decoded = decode(out.getvalue())
+    assert (decoded.width, decoded.height) == (64, 48)
+    r, g, b = decoded.image.getpixel((24, 18))  # inside the red square
+    assert r > 150 and g < 80 and b < 80
+    (tmp_path / f'phone{suffix}').write_bytes(out.getvalue())
+    assert [p.name for p in expand([tmp_path], [])] == [f'phone{suffix}']

@@ -1,6 +1,7 @@
 """OWL-ViT / OWLv2 reranking: detections in original pixels, batching, and the executor."""
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from docarray import DocList
@@ -18,11 +19,12 @@ from loupe.constants import (
     SOURCE_CHUNK,
     SOURCE_RERANKER,
 )
-from loupe.errors import InvalidRequestError, ModelLoadError
+from loupe.errors import ConfigError, InvalidRequestError, ModelLoadError
 from loupe.images import DecodedImage, decode
-from loupe.rerank import Reranker, check_weight, combine_scores
+from loupe.boxes import generalized_iou
+from loupe.rerank import Detection, Reranker, check_weight, combine_scores, rerank_matches
 from loupe.schema import ImageDoc, Match
-from loupe.store import RootStore, build_record
+from loupe.store import ParentStore, build_record
 
 ARCHS = {'tiny_owlvit': OwlViTForObjectDetection, 'tiny_owlv2': Owlv2ForObjectDetection}
 QUERY = 'red square'
@@ -230,9 +232,12 @@ def test_empty_text_query_is_rejected(reranker, query):
         reranker.detect_text([synthetic_image(64, 64)], query)
 
 
-def test_environment_overrides_the_configured_checkpoint(owlvit_path, monkeypatch):
+def test_environment_overrides_the_flow_yaml_checkpoint(owlvit_path, monkeypatch, tmp_path):
     monkeypatch.setenv(ENV_OWL_MODEL, owlvit_path)
-    assert Reranker('no/such-checkpoint', device='cpu').checkpoint == owlvit_path
+    assert Reranker(None, device='cpu').checkpoint == owlvit_path
+    executor = OwlReranker(model='no/such-checkpoint', device='cpu',
+                           metas={'workspace': str(tmp_path)})
+    assert executor.reranker.checkpoint == owlvit_path
 
 
 def test_a_checkpoint_that_is_no_owl_model_is_refused(tiny_clip):
@@ -256,6 +261,33 @@ def test_bad_weight_is_rejected(weight):
         check_weight(weight)
 
 
+def test_the_rerank_step_rescores_reboxes_and_resorts_the_head_only():
+    """Known answers for the step the executor and loupe eval share (weight 0.5)."""
+    def match(parent, score):
+        return Match(parent_id=parent, score=score, scores={'chunk': score},
+                     highlight_box=[0.0, 0.0, 9.0, 9.0], highlight_source='chunk')
+
+    detections = {'a': Detection(0.05, [5.0, 5.0, 6.0, 6.0]),  # too weak to move the box
+                  'b': Detection(0.8, [1.0, 2.0, 3.0, 4.0]), 'c': None}  # c: no image
+    out = rerank_matches([match('a', 0.30), match('b', 0.25), match('c', 0.20),
+                          match('d', 0.10)], 3, lambda head: [detections[m.parent_id]
+                                                               for m in head], 0.5)
+    assert [(m.parent_id, round(m.score, 6)) for m in out] == [
+        ('b', 0.525), ('c', 0.2), ('a', 0.175), ('d', 0.1)]
+    b, c, a, d = out
+    assert (b.highlight_box, b.highlight_source) == ([1.0, 2.0, 3.0, 4.0], 'reranker')
+    assert b.scores == {'chunk': 0.25, 'rerank': 0.8, 'final': 0.525}
+    assert (a.highlight_box, a.highlight_source) == ([0.0, 0.0, 9.0, 9.0], 'chunk')
+    assert 'rerank' not in c.scores and 'rerank' not in d.scores
+
+
+def test_generalized_iou_known_values():
+    # Apart, the enclosing box's empty share is subtracted: [0,0,1,1] and [2,0,3,1] leave 1 of 3.
+    got = generalized_iou([[0, 0, 1, 1], [0, 0, 2, 2]], [[0, 0, 1, 1], [2, 0, 3, 1], [1, 1, 3, 3]])
+    np.testing.assert_allclose(got, [[1.0, -1 / 3, -4 / 9], [0.25, -1 / 6, 1 / 7 - 2 / 9]],
+                               atol=1e-6)
+
+
 # -- executor -----------------------------------------------------------------------------------
 
 # Original sizes (EXIF applied); 'big' is stored as a 1024-pixel preview.
@@ -269,7 +301,7 @@ def image_store(tmp_path_factory) -> str:
                'tall': jpeg_bytes(synthetic_image(120, 300, seed=1)),
                'rotated': exif_rotated_jpeg(200, 120),
                'big': jpeg_bytes(synthetic_image(1600, 1000, seed=3))}
-    store = RootStore(path)
+    store = ParentStore(path)
     store.put(build_record(id_, data, preview_size=1024) for id_, data in sources.items())
     store.close()
     return str(path)
@@ -323,7 +355,6 @@ def assert_reranked(match: Match, weight: float, size: tuple) -> None:
 @pytest.mark.parametrize('default, parameters', [
     (False, {}),  # off unless turned on
     (True, {'rerank': False}),  # a request turns it off
-    (True, {'rerank': 'false'}),
 ])
 def test_rerank_off_leaves_matches_untouched(owlvit_path, image_store, make_executor, default,
                                              parameters):
@@ -332,6 +363,15 @@ def test_rerank_off_leaves_matches_untouched(owlvit_path, image_store, make_exec
     before = snapshot(docs[0])
     executor.search(docs, parameters=parameters)
     assert snapshot(docs[0]) == before
+
+
+@pytest.mark.parametrize('parameters', [{'rerank': 'false'}, {'rerank': 1}, {'rerank_top_k': 1.5},
+                                        {'rerank_top_k': 101}, {'model': 'x'}])
+def test_a_request_of_the_wrong_type_or_over_a_cap_is_refused(owlvit_path, image_store,
+                                                              make_executor, parameters):
+    executor = make_executor(owlvit_path, rerank=True, image_store=image_store)
+    with pytest.raises(InvalidRequestError, match=next(iter(parameters))):
+        executor.search(DocList[ImageDoc]([query_doc(list(STORED))]), parameters=parameters)
 
 
 @pytest.mark.parametrize('kind', ['text', 'image'])
@@ -354,7 +394,7 @@ def test_rerank_on_resorts_by_the_combined_score(owl_path, image_store, make_exe
 
 def test_boxes_found_on_previews_are_in_original_pixels(owlvit_path, image_store,
                                                        make_executor):
-    store = RootStore(image_store, readonly=True)
+    store = ParentStore(image_store, readonly=True)
     preview = decode(store.get('big').preview).image
     store.close()
     executor = make_executor(owlvit_path, image_store=image_store)
@@ -426,8 +466,10 @@ def test_bad_overrides_are_rejected(owlvit_path, image_store, make_executor, par
 
 
 def test_bad_defaults_fail_at_start(owlvit_path, make_executor):
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(ConfigError, match=r'rerank_weight must be a number in \[0, 1\], got 2'):
         make_executor(owlvit_path, rerank_weight=2)
+    with pytest.raises(ConfigError, match='unknown reranker setting rerank_wieght; valid: model'):
+        make_executor(owlvit_path, rerank_wieght=0.2)
 
 
 def test_flow_reranks_search_results(owlvit_path, image_store, tmp_path):

@@ -5,7 +5,7 @@ from docarray import DocList
 from executors.ranker.executor import Ranker
 from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK
 from loupe.errors import InvalidRequestError
-from loupe.rank import rank_parents
+from loupe.rank import hits_of_matches, rank_parents
 from loupe.schema import ImageDoc, Match
 
 
@@ -63,26 +63,58 @@ def test_unknown_aggregation_lists_valid_ones():
         Ranker(aggregation='median')
 
 
-def test_executor_request_overrides_and_errors():
-    ranker = Ranker(limit=2)
-    docs = DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](HITS)),
+def test_executor_request_overrides_and_errors(tmp_path):
+    ranker = Ranker(limit=2, image_store=str(tmp_path / 'no-store'))
+    docs = DocList[ImageDoc]([ImageDoc(text='q', chunk_hits=hits_of_matches(HITS).to_bytes()),
                               ImageDoc(text='', error='empty query')])
     (out, failed) = ranker.rank(docs, parameters={'aggregation': 'mean', 'limit': 3})
     assert [m.parent_id for m in out.matches] == ['b', 'a', 'c']
     assert not failed.matches
-    assert len(ranker.rank(DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](HITS))]),
-                           parameters={})[0].matches) == 2
-    with pytest.raises(InvalidRequestError, match='limit must be > 0'):
+    assert out.chunk_hits is None
+    again = DocList[ImageDoc]([ImageDoc(text='q', chunk_hits=hits_of_matches(HITS).to_bytes())])
+    assert len(ranker.rank(again, parameters={})[0].matches) == 2
+    with pytest.raises(InvalidRequestError, match=r'limit must be an integer in \[1, 1000\], got 0'):
         ranker.rank(docs, parameters={'limit': 0})
     assert not ranker.rank(None, parameters={})
 
 
-def test_flow():
+def test_images_without_a_parent_record_take_no_slot(tmp_path):
+    from conftest import jpeg_bytes, synthetic_image
+    from loupe.store import ParentStore, build_record
+
+    store = ParentStore(tmp_path / 'store')
+    store.put([build_record(p, jpeg_bytes(synthetic_image(seed=i))) for i, p in enumerate('ac')])
+    store.close()  # LMDB: one environment per path and process (the writer runs elsewhere)
+    ranker = Ranker(limit=2, image_store=str(tmp_path / 'store'))
+    try:
+        query = ImageDoc(text='q', chunk_hits=hits_of_matches(HITS).to_bytes())
+        (out,) = ranker.rank(DocList[ImageDoc]([query]),
+                             parameters={'aggregation': 'mean'})
+        assert [m.parent_id for m in out.matches] == ['a', 'c']  # 'b' (best by mean) is gone
+    finally:
+        ranker.close()
+
+
+def test_flow(tmp_path):
     from jina import Flow
 
-    docs = DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](HITS))])
-    with Flow(protocol='grpc', host='127.0.0.1').add(uses=Ranker) as f:
+    docs = DocList[ImageDoc]([ImageDoc(text='q', chunk_hits=hits_of_matches(HITS).to_bytes())])
+    with Flow(protocol='grpc', host='127.0.0.1').add(
+            uses=Ranker, uses_with={'image_store': str(tmp_path / 'no-store')}) as f:
         (out,) = f.post('/search', inputs=docs, parameters={'limit': 2},
                         return_type=DocList[ImageDoc])
     assert [m.parent_id for m in out.matches] == ['a', 'b']
     assert out.matches[0].highlight_box == [10, 10, 50, 50]
+
+
+def test_aggregated_scores_and_ties():
+    by_id = {m.parent_id: m.score for m in rank_parents(HITS, aggregation='mean')}
+    assert by_id == pytest.approx({'a': 0.55, 'b': 0.65, 'c': 0.30})
+    by_id = {m.parent_id: m.score for m in rank_parents(HITS[::-1], aggregation='sum_top_k',
+                                                        top_k=2)}
+    assert by_id == pytest.approx({'a': 1.10, 'b': 1.35, 'c': 0.30})
+    tied = [hit('x', 0.5, [0, 0, 1, 1]), hit('y', 0.5, [0, 0, 2, 2]), hit('x', 0.5, [0, 0, 3, 3])]
+    ranked = rank_parents(tied)
+    assert [m.parent_id for m in ranked] == ['x', 'y']  # the parent hit first comes first
+    assert ranked[0].highlight_box == [0, 0, 1, 1]
+    assert rank_parents([]) == []

@@ -15,7 +15,7 @@ import pytest
 
 from loupe.client import Loupe
 from loupe.constants import ENV_CLIP_MODEL, ENV_OWL_MODEL, ENV_WORKSPACE
-from loupe.errors import LoupeError
+from loupe.errors import InvalidRequestError, LoupeError
 from loupe.shard import shard_of
 from loupe.sources import to_doc
 
@@ -155,6 +155,19 @@ def test_a_workspace_refuses_another_shard_count(service, sharded):
     assert result.returncode != 0
     assert 'made with 3 shards, opened with 2' in result.stderr
     assert 'loupe reshard --to 2' in result.stderr
+
+
+def test_explore_is_refused_clearly_with_shards(service, sharded):
+    """/recommend, /duplicates and /map read the whole collection in one process: a sharded
+    service says so rather than answering from a part of it (README)."""
+    client = Loupe.connect(port=service.port)
+    liked = client.search('a dog', limit=1)[0].id
+    for call in (lambda: client.recommend([liked]), lambda: client.duplicates(),
+                 lambda: client.map_points(query='a dog')):
+        with pytest.raises(InvalidRequestError, match=r'not available on a workspace served '
+                                                      r'with 3 shards.*reshard --to 1'):
+            call()
+    assert client.search('a dog', limit=3)  # and the service goes on serving
 
 
 def test_killing_an_encoder_replica_the_other_keeps_answering(service, sharded):

@@ -15,9 +15,10 @@ from loupe.constants import ENV_DETECTOR_MODEL, ENV_DINO_MODEL, STATUS_ERROR
 from loupe.errors import InvalidRequestError, ModelLoadError
 from loupe.images import DecodedImage, decode
 from loupe.schema import ImageDoc
-from loupe.segment import (
-    Candidates, Partitioner, Settings, chunk_counts, connected_components, dino_grid, finalize,
-    grid_boxes, max_chunks, saliency_boxes)
+from loupe.segment import Partitioner, Settings, max_chunks
+from loupe.segmentation.dino import connected_components, dino_grid, saliency_boxes
+from loupe.segmentation.grid import grid_boxes
+from loupe.segmentation.proposals import Candidates, finalize
 
 
 def _decoded(width=320, height=240, seed=0) -> DecodedImage:
@@ -81,7 +82,7 @@ def tiny_dinov2_registers(tmp_path_factory) -> str:
 
 @pytest.fixture(scope='module')
 def partitioner() -> Partitioner:
-    return Partitioner(device='cpu')
+    return Partitioner(device='cpu', grid_overlap=0.0)  # exact tilings: cells of known size
 
 
 # --- grid -------------------------------------------------------------------------------------
@@ -117,7 +118,7 @@ def test_grid_overlap_is_share_of_cell_shared_with_neighbour(overlap):
 
 def test_one_cell_grid_is_only_the_whole_image(partitioner):
     s = partitioner.resolve(grid_rows=1, grid_cols=1)
-    assert chunk_counts(partitioner.partition([_decoded()], s)) == [1]
+    assert [len(p) for p in partitioner.partition([_decoded()], s)] == [1]
 
 
 @pytest.mark.parametrize('min_box_area,expected', [(0.0, 45), (0.02, 45), (0.03, 9), (0.2, 0)])
@@ -125,7 +126,7 @@ def test_grid_min_box_area_is_share_of_image(partitioner, min_box_area, expected
     # Two levels: 9 cells of 1/9 of the image, 36 of 1/36 (~0.028); same at any resolution.
     s = partitioner.resolve(grid_levels=2, min_box_area=min_box_area, max_boxes=100)
     for image in (_decoded(320, 240), _decoded(1280, 960)):
-        assert chunk_counts(partitioner.partition([image], s)) == [1 + expected]
+        assert [len(p) for p in partitioner.partition([image], s)] == [1 + expected]
 
 
 @pytest.mark.parametrize('max_boxes', [0, 4, 9])
@@ -231,16 +232,19 @@ def test_default_architecture_dfine_builds_and_detects(partitioner, tiny_dfine):
         assert {p.label for p in proposals[1:]} <= set(tiny_models.COCO_NAMES)
 
 
-def test_env_checkpoint_wins_and_missing_checkpoint_is_reported(tiny_detector, monkeypatch,
-                                                                tmp_path):
+def test_explicit_checkpoint_wins_over_env_and_missing_checkpoint_is_reported(
+        tiny_detector, monkeypatch, tmp_path):
     image = _decoded()
     missing = str(tmp_path / 'no-such-model')
+    monkeypatch.setenv(ENV_DETECTOR_MODEL, tiny_detector)
     p = Partitioner(method='detector', detector_model=missing, device='cpu')
-    monkeypatch.delenv(ENV_DETECTOR_MODEL, raising=False)
     with pytest.raises(ModelLoadError, match='no-such-model'):
         p.partition([image])
-    monkeypatch.setenv(ENV_DETECTOR_MODEL, tiny_detector)
-    assert p.partition([image])[0][0].kind == 'whole'
+    assert Partitioner(method='detector', device='cpu').partition([image])[0][0].kind == 'whole'
+    # The executor: the environment wins over the flow YAML.
+    segmenter = Segmenter(method='detector', detector_model=missing, device='cpu',
+                          metas={'workspace': str(tmp_path)})
+    assert segmenter.partitioner.settings.detector_model == tiny_detector
 
 
 # --- dino -------------------------------------------------------------------------------------
@@ -303,8 +307,10 @@ def test_dino_heads_propose_regions_of_each_head(partitioner, tiny_dino):
 
 def test_dino_env_checkpoint(tiny_dinov2, monkeypatch):
     monkeypatch.setenv(ENV_DINO_MODEL, tiny_dinov2)
-    p = Partitioner(method='dino', dino_size=56, device='cpu')
-    assert p.partition([_decoded()])[0][0].kind == 'whole'
+    p = Partitioner(method='dino', dino_size=56, device='cpu', min_box_area=0.0)
+    (proposals,) = p.partition([_decoded()])
+    assert {q.kind for q in proposals[1:]} == {'dino'}  # the model ran: it found regions
+    assert [key[1] for key in p.models._models] == [tiny_dinov2]  # and it is the env's
 
 
 # --- orientation, settings --------------------------------------------------------------------
@@ -321,7 +327,8 @@ def rotated_jpeg() -> bytes:
 def test_exif_rotated_jpeg_gives_boxes_in_oriented_pixels(tiny_detector, tiny_dino,
                                                           rotated_jpeg, method):
     p = Partitioner(method=method, detector_model=tiny_detector, detector_threshold=0.0,
-                    dino_model=tiny_dino, dino_size=64, min_box_area=0.0, device='cpu')
+                    dino_model=tiny_dino, dino_size=64, min_box_area=0.0, device='cpu',
+                    grid_overlap=0.0)
     image = decode(rotated_jpeg)
     assert (image.width, image.height) == (240, 320)
     (proposals,) = p.partition([image])
@@ -334,7 +341,7 @@ def test_exif_rotated_jpeg_gives_boxes_in_oriented_pixels(tiny_detector, tiny_di
 
 def test_unknown_method_lists_valid_ones(partitioner):
     for make in (lambda: Partitioner(method='sam'), lambda: partitioner.resolve(method='sam')):
-        with pytest.raises(ValueError, match='sam.*detector, dino, grid, none'):
+        with pytest.raises(ValueError, match="one of none, grid, detector, dino, got 'sam'"):
             make()
 
 
@@ -352,7 +359,7 @@ def test_invalid_settings_are_rejected(partitioner, name, value):
 def test_request_numbers_arrive_as_floats(partitioner):
     s = partitioner.resolve(grid_rows=2.0, grid_cols=4.0, max_boxes=10.0)
     assert (s.grid_rows, s.grid_cols, s.max_boxes) == (2, 4, 10)
-    assert chunk_counts(partitioner.partition([_decoded()], s)) == [9]
+    assert [len(p) for p in partitioner.partition([_decoded()], s)] == [9]
     assert partitioner.partition([], s) == []
 
 
@@ -404,7 +411,7 @@ def test_executor_reports_bad_items_and_indexes_the_rest(segmenter, tmp_path):
         ImageDoc(uri=str(path)),  # a readable file, but the service does not read uris
         ImageDoc(blob=jpeg_bytes(synthetic_image())[:200]),  # truncated
     ])
-    out = segmenter.index(docs, {'grid_rows': 2, 'grid_cols': 2, 'limit': 5})
+    out = segmenter.index(docs, {'grid_rows': 2, 'grid_cols': 2})
     good, bad = [out[0], out[3]], [out[1], out[2], out[4], out[5], out[6]]
     for doc in bad:
         assert doc.error and doc.status == STATUS_ERROR and len(doc.chunks) == 0
@@ -420,8 +427,14 @@ def test_executor_reports_bad_items_and_indexes_the_rest(segmenter, tmp_path):
 
 def test_executor_rejects_invalid_request_parameters(segmenter):
     docs = DocList[ImageDoc]([ImageDoc(blob=jpeg_bytes(synthetic_image()))])
-    with pytest.raises(ValueError, match='detector, dino, grid, none'):
+    with pytest.raises(InvalidRequestError, match='none, grid, detector, dino'):
         segmenter.index(docs, {'method': 'sam'})
+    # Models and devices are the service's choice, never a request's.
+    for name, value in (('detector_model', '/etc'), ('device', 'cuda'), ('batch_size', 64)):
+        with pytest.raises(InvalidRequestError, match=f'unknown parameter {name} for /index'):
+            segmenter.index(docs, {name: value})
+    with pytest.raises(InvalidRequestError, match=r'max_boxes must be an integer in \[0, 256\]'):
+        segmenter.index(docs, {'max_boxes': 10_000})
     with pytest.raises(InvalidRequestError, match='grid_overlap'):
         segmenter.index(docs, {'grid_overlap': 1.5})
 

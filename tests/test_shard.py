@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 from docarray import DocList
 
-from loupe.ann import ChunkIndex
+from loupe.ann import ChunkHits, ChunkIndex
 from loupe.constants import STATUS_ERROR, STATUS_INDEXED, STATUS_MISSING
 from loupe.errors import LoupeError
+from loupe.paths import STORAGE_NAME, STORE_DIR
 from loupe.reshard import reshard
 from loupe.scaling import POLL_ALL, check_workspace, scale_config, workspace_shards
 from loupe.schema import ImageDoc, Match
-from loupe.settings import STORAGE_NAME, STORE_DIR
 from loupe.shard import Shard, ShardCountError, readonly_store, shard_folder, shard_of
 from loupe.shard_merge import merge_shards
-from loupe.store import RootStore, StoredImage
+from loupe.status import workspace_status
+from loupe.store import ParentStore, StoredImage
 
 IDS = [f'{i:032x}' for i in range(3000)]
 
@@ -58,10 +59,13 @@ def indexes(tmp_path_factory):
 
 
 def _answer(hits, shard_id, k):
-    doc = ImageDoc(id='query', shard={'id': shard_id, 'of': 3, 'by': 'indexer', 'k': k})
-    doc.matches = DocList[Match]([Match(parent_id=h.parent_id, score=h.similarity,
-                                        highlight_box=h.box) for h in hits])
-    return doc
+    """A chunk indexer shard's answer: its hits as the one bytes field the ranker reads."""
+    return ImageDoc(id='query', shard={'id': shard_id, 'of': 3, 'by': 'indexer', 'k': k},
+                    chunk_hits=hits.to_bytes())
+
+
+def _hits(doc):
+    return list(ChunkHits.from_bytes(doc.chunk_hits))
 
 
 @pytest.mark.parametrize('flt', [None, {'even': True}])
@@ -77,9 +81,9 @@ def test_merged_shard_hits_equal_one_unsharded_index(indexes, flt):
         # The shards answer in any order; the merge does not depend on it.
         matrix = [DocList[ImageDoc]([_answer(per_shard[s][q], s, k)]) for s in (2, 0, 1)]
         (merged,) = merge_shards('/search', matrix)
-        got = [(m.parent_id, m.score, m.highlight_box) for m in merged.matches]
+        got = _hits(merged)
         assert len(got) == min(k, len(expected[q]))
-        assert got == [(h.parent_id, h.similarity, h.box) for h in expected[q][:k]]
+        assert got == list(expected[q][:k])  # ids, boxes, kinds, labels, similarities
         assert merged.shard is None and merged.warning is None
 
 
@@ -88,7 +92,8 @@ def test_a_search_without_a_shard_answers_from_the_others_and_says_so(indexes):
     per_shard = [shard.search(queries[:1], 20)[0] for shard in shards]
     matrix = [DocList[ImageDoc]([_answer(per_shard[s], s, 20)]) for s in (0, 2)]
     (merged,) = merge_shards('/search', matrix)
-    assert merged.matches and all(shard_of(m.parent_id, 3) != 1 for m in merged.matches)
+    hits = _hits(merged)
+    assert len(hits) == 20 and all(shard_of(h.parent_id, 3) != 1 for h in hits)
     assert 'shard 1 of 3 did not answer' in merged.warning
 
 
@@ -139,7 +144,7 @@ def test_a_folder_keeps_its_shard_count(tmp_path):
     with pytest.raises(ShardCountError,
                        match=r'made with 3 shards, opened with 2.*reshard --to 2'):
         shard_folder(base, 0, 2)
-    legacy = tmp_path / 'RootStorage'
+    legacy = tmp_path / 'ParentStorage'
     (legacy / 'images').mkdir(parents=True)  # data from before shards were recorded: one shard
     assert shard_folder(legacy, 0, 1) == legacy
     with pytest.raises(ShardCountError):
@@ -167,7 +172,7 @@ def _workspace(root, n_images, rng):
                                    preview=b'jpeg' + bytes([i % 256]), uri=f'{i}.jpg',
                                    tags={'n': i}))
         items.append((pid, _chunks(rng, 3), {'n': i}))
-    store = RootStore(shard_folder(root / STORAGE_NAME, 0, 1) / STORE_DIR)
+    store = ParentStore(shard_folder(root / STORAGE_NAME, 0, 1) / STORE_DIR)
     store.put(records)
     store.close()
     with ChunkIndex(shard_folder(root / 'ChunkIndexer', 0, 1) / 'chunks') as index:
@@ -190,7 +195,7 @@ def _search_all(root, shards, queries, k=400):
         matrix = [DocList[ImageDoc]([_answer(answers[s][q], s, k)]) for s in range(shards)]
         for doc in matrix:
             doc[0].shard['of'] = shards
-        out.append([m.parent_id for m in merge_shards('/search', matrix)[0].matches][:30])
+        out.append([h.parent_id for h in _hits(merge_shards('/search', matrix)[0])][:30])
     return out
 
 
@@ -205,7 +210,7 @@ def test_reshard_moves_each_image_to_its_owner_without_re_encoding(tmp_path):
     assert reshard(tmp_path, 3) == {'ChunkIndexer': 120, STORAGE_NAME: 120}
     assert workspace_shards(tmp_path) == 3 and check_workspace(None, tmp_path) == 3
     for s in range(3):
-        store = RootStore(tmp_path / STORAGE_NAME / f'shard-{s}' / STORE_DIR)
+        store = ParentStore(tmp_path / STORAGE_NAME / f'shard-{s}' / STORE_DIR)
         with ChunkIndex(tmp_path / 'ChunkIndexer' / f'shard-{s}' / 'chunks') as index:
             owned = {r.id for r in records if shard_of(r.id, 3) == s}
             assert {r.id for r in store.records()} == owned
@@ -213,6 +218,8 @@ def test_reshard_moves_each_image_to_its_owner_without_re_encoding(tmp_path):
             assert len(index) == 3 * len(owned)
         store.close()
     assert _search_all(tmp_path, 3, queries) == before
+    status = workspace_status(tmp_path)  # `loupe status` counts every shard's
+    assert (status['images'], status['chunks']) == (120, 360)
     sharded = readonly_store(tmp_path / STORAGE_NAME / STORE_DIR)  # as the reranker reads it
     assert sharded.get_many([records[7].id])[records[7].id] == records[7]
     sharded.close()
@@ -220,7 +227,7 @@ def test_reshard_moves_each_image_to_its_owner_without_re_encoding(tmp_path):
     reshard(tmp_path, 1)
     assert workspace_shards(tmp_path) == 1
     assert _search_all(tmp_path, 1, queries) == before
-    store = RootStore(tmp_path / STORAGE_NAME / STORE_DIR)
+    store = ParentStore(tmp_path / STORAGE_NAME / STORE_DIR)
     assert store.get_many([r.id for r in records]) == {r.id: r for r in records}
     store.close()
 

@@ -1,4 +1,4 @@
-"""Root storage: records survive restarts, the map grows, other processes read live."""
+"""Parent storage: records survive restarts, the map grows, other processes read live."""
 import io
 import multiprocessing
 
@@ -7,11 +7,11 @@ from docarray import DocList
 from PIL import Image
 
 from conftest import jpeg_bytes, synthetic_image
-from executors.root_storage.executor import RootStorage
+from executors.parent_storage.executor import ParentStorage
 from loupe.constants import STATUS_DELETED, STATUS_ERROR, STATUS_INDEXED, STATUS_MISSING
 from loupe.errors import ImageLoadError
 from loupe.schema import ImageDoc, Match
-from loupe.store import RootStore, build_record
+from loupe.store import ParentStore, build_record
 
 
 def record(i: int, size=(320, 240)):
@@ -20,16 +20,14 @@ def record(i: int, size=(320, 240)):
 
 
 def test_put_get_delete_and_restart(tmp_path):
-    store = RootStore(tmp_path / 'db')
+    store = ParentStore(tmp_path / 'db')
     store.put([record(i) for i in range(5)])
     assert len(store) == 5 and 'id3' in store
     rec = store.get('id3')
     assert (rec.uri, rec.tags, rec.width, rec.height) == ('/p/3.jpg', {'n': 3}, 320, 240)
-    assert store.find_hash(rec.content_hash) == 'id3'
     assert store.delete(['id3', 'missing']) == ['id3']
-    assert store.find_hash(rec.content_hash) is None
     store.close()
-    reopened = RootStore(tmp_path / 'db')
+    reopened = ParentStore(tmp_path / 'db')
     assert len(reopened) == 4 and reopened.get('id3') is None
     assert reopened.get('id4').tags == {'n': 4}
 
@@ -42,19 +40,19 @@ def test_preview_is_small_jpeg_of_the_image(tmp_path):
 
 
 def test_map_grows_instead_of_failing(tmp_path):
-    store = RootStore(tmp_path / 'db', map_size=64 * 1024)
+    store = ParentStore(tmp_path / 'db', map_size=64 * 1024)
     big = [record(i, size=(640, 480)) for i in range(20)]
     store.put(big)
     assert len(store) == 20
 
 
 def _read_in_child(path, queue):
-    reader = RootStore(path, readonly=True)
+    reader = ParentStore(path, readonly=True)
     queue.put(sorted(r for r in ('id0', 'id1', 'id2') if r in reader))
 
 
 def test_a_reader_in_another_process_sees_committed_writes(tmp_path):
-    store = RootStore(tmp_path / 'db')
+    store = ParentStore(tmp_path / 'db')
     store.put([record(0), record(1)])
     queue = multiprocessing.get_context('spawn').Queue()
     child = multiprocessing.get_context('spawn').Process(target=_read_in_child,
@@ -66,12 +64,12 @@ def test_a_reader_in_another_process_sees_committed_writes(tmp_path):
 
 def test_readonly_store_that_does_not_exist_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
-        RootStore(tmp_path / 'nothing', readonly=True)
+        ParentStore(tmp_path / 'nothing', readonly=True)
 
 
 @pytest.fixture
 def storage(tmp_path):
-    executor = RootStorage(preview_size=64, metas={'workspace': str(tmp_path)})
+    executor = ParentStorage(preview_size=64, metas={'workspace': str(tmp_path)})
     yield executor
     executor.close()
 
@@ -93,8 +91,10 @@ def test_executor_indexes_good_items_and_reports_bad_ones(storage, tmp_path):
 
 @pytest.mark.parametrize('docs', [None, DocList[ImageDoc]()])
 def test_executor_ignores_none_and_empty(storage, docs):
+    stored = len(storage.store)
     for endpoint in (storage.index, storage.search, storage.delete, storage.exists):
-        assert not endpoint(docs)
+        assert endpoint(docs) is docs
+    assert len(storage.store) == stored
 
 
 def test_executor_fills_matches_drops_deleted_and_deletes(storage):
@@ -119,7 +119,7 @@ def test_flow_stores_and_state_survives_restart(tmp_path):
 
     def flow():
         return Flow(protocol='grpc', host='127.0.0.1').add(
-            uses=RootStorage, uses_metas={'workspace': str(tmp_path)})
+            uses=ParentStorage, uses_metas={'workspace': str(tmp_path)})
 
     with flow() as f:
         f.post('/index', inputs=DocList[ImageDoc]([ImageDoc(id='x', blob=jpeg_bytes(
@@ -163,3 +163,15 @@ def _rotated_exif() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees: width and height swap
     return exif.tobytes()
+
+
+def test_records_carry_a_perceptual_hash_and_when_first_stored(tmp_path):
+    store = ParentStore(tmp_path / 'db', map_size=1 << 20)
+    store.put([record(i) for i in range(30)])
+    records = list(store.records())
+    assert [r.id for r in records] == sorted(f'id{i}' for i in range(30))
+    assert all(len(r.phash) == 16 and not r.preview for r in records)
+    assert records[0].phash != records[1].phash
+    first = store.get('id3').added
+    store.put([record(3)])  # indexed again: still first stored then
+    assert store.get('id3').added == first > 0

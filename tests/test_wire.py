@@ -70,3 +70,28 @@ def test_values_are_validated_as_docarray_validates_them():
     message.data['score'].text = 'high'
     with pytest.raises(ValueError):
         Match.from_protobuf(message)
+
+
+@pytest.mark.parametrize('setting, fast', [('1', True), ('0', False)])
+def test_the_fast_codec_can_be_turned_off(setting, fast):
+    """LOUPE_FAST_CODEC=0: loupe's documents are plain docarray documents, and still travel."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        'import numpy as np\n'
+        'from docarray import DocList\n'
+        'from docarray.proto import DocListProto\n'
+        'from loupe.schema import ImageDoc, Match\n'
+        'from loupe.wire import FastProtobuf\n'
+        'docs = DocList[ImageDoc]([ImageDoc(text="q", embedding=np.ones(3, dtype=np.float32),\n'
+        '                                   matches=[Match(parent_id="a", score=0.5)])])\n'
+        'back = DocList[ImageDoc].from_protobuf(DocListProto.FromString(\n'
+        '    docs.to_protobuf().SerializeToString()))\n'
+        'assert back[0].matches[0].parent_id == "a" and back[0].matches[0].score == 0.5\n'
+        'print(issubclass(ImageDoc, FastProtobuf), issubclass(Match, FastProtobuf))\n')
+    env = {**os.environ, 'LOUPE_FAST_CODEC': setting}
+    out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True,
+                         check=True, timeout=300).stdout.split()
+    assert out == [str(fast), str(fast)]

@@ -15,8 +15,8 @@ from conftest import jpeg_bytes, synthetic_image
 from loupe import workspace as ws
 from loupe.errors import InvalidRequestError
 from loupe.query import IMAGE, TEXT, combine, parse_terms
-from loupe.settings import workspace_root
-from loupe.store import RootStore, build_record
+from loupe.paths import workspace_root
+from loupe.store import ParentStore, build_record
 
 
 def test_a_second_writer_is_refused_with_the_owner_named(tmp_path):
@@ -120,7 +120,7 @@ def _record(seed: int, uri: str, tags: dict):
 
 
 def test_store_keeps_every_path_and_merges_tags(tmp_path):
-    store = RootStore(tmp_path / 'db')
+    store = ParentStore(tmp_path / 'db')
     store.put([_record(1, '/a/1.jpg', {'album': 'trip'})])
     store.put([_record(1, '/b/copy.jpg', {'year': '2024'})])  # the same picture again
     rec = store.get('id1')
@@ -136,3 +136,21 @@ def test_store_keeps_every_path_and_merges_tags(tmp_path):
     assert rec.tags == {'album': 'trip', 'x': 1}
     assert rec.uris == ['/a/1.jpg', '/c/moved.jpg']
     store.close()
+
+
+_IDLE = textwrap.dedent('''
+    import sys, time
+    from loupe.service import watch_idle
+    watch_idle(sys.argv[1], minutes=0.02)  # 1.2 s without a command
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:
+        print('stopped when idle', flush=True)
+''')
+
+
+def test_a_service_without_commands_stops_itself(tmp_path):
+    result = subprocess.run([sys.executable, '-c', _IDLE, str(tmp_path)], capture_output=True,
+                            text=True, timeout=100)
+    assert result.stdout.strip() == 'stopped when idle'
+    assert 'no command for 0.02 min' in result.stderr

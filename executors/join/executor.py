@@ -1,6 +1,6 @@
 """Joins the two branches of the index flow into one report per image.
 
-The branches answer with the same document ids: root storage (status, size, content hash) and
+The branches answer with the same document ids: parent storage (status, size, content hash) and
 segmenter -> encoder -> indexer (chunks). docarray v2 cannot reduce nested DocLists of equal ids,
 so this executor takes ``no_reduce: true`` and merges ``docs_matrix`` by id itself; the order of
 the branches in it is not stable, so nothing here depends on it.
@@ -12,7 +12,7 @@ from jina import Executor, requests
 
 from loupe.constants import (ENDPOINTS, STATUS_DELETED, STATUS_ERROR, STATUS_INDEXED,
                              STATUS_MISSING)
-from loupe.docs import slim
+from loupe.documents import slim
 from loupe.schema import ImageDoc
 
 
@@ -34,8 +34,9 @@ def merge_branches(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
             for name in ('uri', 'width', 'height', 'content_hash'):
                 if getattr(base, name) is None:
                     setattr(base, name, getattr(doc, name))
-            errors = [e for e in (base.error, doc.error) if e]
-            base.error = '; '.join(dict.fromkeys(errors)) or None
+            for name in ('error', 'warning'):  # a warning: a shard did not answer (loupe.shard)
+                said = [e for e in (getattr(base, name), getattr(doc, name)) if e]
+                setattr(base, name, '; '.join(dict.fromkeys(said)) or None)
             base.status = max(base.status, doc.status, key=lambda status: _RANK.get(status, 0))
     for doc in merged.values():
         if doc.error:

@@ -1,50 +1,40 @@
 """Jina wrapper of loupe.segment: splits each image to index into chunks (regions) to embed."""
-from typing import Optional
-
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
 from loupe import model_thread
-from loupe.docs import mark_error
+from loupe.base_executor import LoupeExecutor
+from loupe.config import SegmenterSettings
+from loupe.constants import ENV_DETECTOR_MODEL, ENV_DINO_MODEL
+from loupe.documents import mark_error
 from loupe.errors import ImageLoadError
 from loupe.images import decode, source_bytes
+from loupe.models import service_checkpoint
 from loupe.schema import Chunk, ImageDoc
-from loupe.segment import SETTING_NAMES, Partitioner, Settings, chunk_counts, decode_side
+from loupe.segment import SETTING_NAMES, Partitioner, decode_side
 
 
-class Segmenter(Executor):
+class Segmenter(LoupeExecutor):
     """Sets blob (when empty), width, height and chunks (whole image first) of each doc."""
 
-    def __init__(self, method: str = Settings.method, grid_rows: int = Settings.grid_rows,
-                 grid_cols: int = Settings.grid_cols,
-                 grid_overlap: float = Settings.grid_overlap,
-                 grid_levels: int = Settings.grid_levels,
-                 detector_model: Optional[str] = Settings.detector_model,
-                 detector_threshold: float = Settings.detector_threshold,
-                 dino_model: Optional[str] = Settings.dino_model,
-                 dino_mode: str = Settings.dino_mode, dino_mass: float = Settings.dino_mass,
-                 dino_size: int = Settings.dino_size,
-                 min_box_area: float = Settings.min_box_area,
-                 nms_iou: float = Settings.nms_iou, max_boxes: int = Settings.max_boxes,
-                 device: str = Settings.device, batch_size: int = Settings.batch_size,
-                 **kwargs):
+    settings_class = SegmenterSettings
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        s = self.settings
         self.partitioner = Partitioner(
-            method=method, grid_rows=grid_rows, grid_cols=grid_cols, grid_overlap=grid_overlap,
-            grid_levels=grid_levels, detector_model=detector_model,
-            detector_threshold=detector_threshold, dino_model=dino_model, dino_mode=dino_mode,
-            dino_mass=dino_mass, dino_size=dino_size, min_box_area=min_box_area,
-            nms_iou=nms_iou, max_boxes=max_boxes, device=device, batch_size=batch_size)
+            base=s, detector_model=service_checkpoint(s.detector_model, ENV_DETECTOR_MODEL),
+            dino_model=service_checkpoint(s.dino_model, ENV_DINO_MODEL))
 
     @requests(on='/index')
     def index(self, docs: DocList[ImageDoc], parameters: dict = None,
               **kwargs) -> DocList[ImageDoc]:
+        checked = self.check_request('/index', docs, parameters)
         if not docs:
             return docs
-        parameters = parameters or {}
         # The request's parameters are shared by every executor: take only our names.
         settings = self.partitioner.resolve(
-            **{k: parameters[k] for k in SETTING_NAMES if k in parameters})
+            **{k: v for k, v in checked.items() if k in SETTING_NAMES})
         side = decode_side(settings)
         ok, images = [], []
         for doc in docs:
@@ -66,14 +56,10 @@ class Segmenter(Executor):
             doc.chunks = DocList[Chunk]([
                 Chunk(parent_id=doc.id, box=p.box, kind=p.kind, label=p.label, score=p.score)
                 for p in found])
-        counts = chunk_counts(proposals)
+        counts = [len(found) for found in proposals]
         for doc, n in zip(ok, counts):
             self.logger.debug(f'{doc.id}: {n} chunks')
         spread = f' (per image {min(counts)}-{max(counts)})' if counts else ''
         self.logger.info(f'{settings.method}: {len(ok)} images, {sum(counts)} chunks{spread}, '
                          f'{len(docs) - len(ok)} failed')
-        return docs
-
-    @requests
-    def passthrough(self, docs: DocList[ImageDoc], **kwargs) -> DocList[ImageDoc]:
         return docs

@@ -4,7 +4,6 @@ Building the parser imports nothing heavy (every ``loupe`` command builds it): m
 and the evaluations are imported when an evaluation runs.
 """
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -12,7 +11,8 @@ from typing import Callable, Dict
 
 from loupe.constants import (
     DEFAULT_CLIP_MODEL, DEFAULT_DETECTOR_MODEL, DEFAULT_DINO_MODEL, DEFAULT_OWL_MODEL,
-    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL)
+    ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL, PRECISIONS, BACKENDS)
+from loupe.config import EncoderSettings, RankerSettings
 from loupe.errors import InvalidRequestError
 from loupe.evaluation.defaults import (
     DEFAULT_CAPTIONS_PER_IMAGE, DEFAULT_METHODS, DEFAULT_MIN_SIDE, DEFAULT_PROMPT,
@@ -52,13 +52,19 @@ def _parents() -> Dict[str, argparse.ArgumentParser]:
 
     clip = argparse.ArgumentParser(add_help=False)
     clip.add_argument('--clip-model', help=f'${ENV_CLIP_MODEL} or {DEFAULT_CLIP_MODEL}')
-    clip.add_argument('--batch-size', type=_positive, default=32, help='CLIP batch size')
+    clip.add_argument('--batch-size', type=_positive, default=EncoderSettings.batch_size,
+                      help='encoder batch size')
+    clip.add_argument('--precision', default='fp32', choices=PRECISIONS,
+                      help='encoder precision (see loupe.precision): fp32, int8, bf16, fp16')
+    clip.add_argument('--backend', default='torch', choices=BACKENDS,
+                      help='encoder image tower: torch, or onnx (ONNX Runtime, CPU)')
 
     ranking = argparse.ArgumentParser(add_help=False)
-    ranking.add_argument('--aggregation', default='max',
+    ranking.add_argument('--aggregation', default=RankerSettings.aggregation,
                          help='chunk scores -> image score, as the ranker: max (default), mean, '
                               'sum_top_k')
-    ranking.add_argument('--top-k', type=_positive, default=3, help='for sum_top_k')
+    ranking.add_argument('--top-k', type=_positive, default=RankerSettings.top_k,
+                         help='for sum_top_k')
     ranking.add_argument('--rerank', action='store_true',
                          help='also evaluate each method with the OWL reranker on')
     ranking.add_argument('--owl-model', help=f'${ENV_OWL_MODEL} or {DEFAULT_OWL_MODEL}')
@@ -70,19 +76,21 @@ def _parents() -> Dict[str, argparse.ArgumentParser]:
     return {'common': common, 'methods': methods, 'clip': clip, 'ranking': ranking}
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers, formatter_class=argparse.HelpFormatter) -> None:
     """Add ``eval`` and its four evaluations to the ``loupe`` command's subparsers."""
     parent = _parents()
     p = subparsers.add_parser(
         'eval', help='measure localisation and retrieval on annotated data',
+        formatter_class=formatter_class,
         description='Measure localisation and retrieval on an annotated data set: prints a '
                     'table; --json FILE writes every figure, --plot DIR charts. Model flags '
-                    'take a hub id or a local folder and win over the LOUPE_*_MODEL '
-                    'environment variables.')
+                    'take a hub id or a local folder; precedence: flag > LOUPE_*_MODEL '
+                    'environment variable > default.')
     evaluations = p.add_subparsers(dest='evaluation', required=True)
 
     def add(name, run, parents, help):
-        q = evaluations.add_parser(name, parents=[parent[n] for n in parents], help=help)
+        q = evaluations.add_parser(name, parents=[parent[n] for n in parents], help=help,
+                                   formatter_class=formatter_class)
         q.set_defaults(func=cmd_eval, run=run)
         return q
 
@@ -111,9 +119,10 @@ def _partitioner(args):
 
 
 def _embedder(args):
-    from loupe.clip import ClipEmbedder
+    from loupe.embedder import Embedder
 
-    return ClipEmbedder(args.clip_model, batch_size=args.batch_size, device=args.device)
+    return Embedder(args.clip_model, batch_size=args.batch_size, device=args.device,
+                    precision=args.precision, backend=args.backend)
 
 
 def _boxes(args):
@@ -196,27 +205,6 @@ def _captions(args) -> dict:
     return {**result, 'models': {'clip': embedder.checkpoint}}
 
 
-_MODEL_FLAGS = {'clip_model': ENV_CLIP_MODEL, 'owl_model': ENV_OWL_MODEL,
-                'detector_model': ENV_DETECTOR_MODEL, 'dino_model': ENV_DINO_MODEL}
-
-
-@contextlib.contextmanager
-def _models_from_flags(args):
-    """A model named on the command line wins over the environment, for this run only."""
-    chosen = {env: getattr(args, flag) for flag, env in _MODEL_FLAGS.items()
-              if getattr(args, flag, None)}
-    saved = {env: os.environ.get(env) for env in chosen}
-    os.environ.update(chosen)
-    try:
-        yield
-    finally:
-        for env, value in saved.items():
-            if value is None:
-                os.environ.pop(env, None)
-            else:
-                os.environ[env] = value
-
-
 def cmd_eval(args) -> int:
     from loupe.evaluation.report import failures, table, write_json
 
@@ -225,8 +213,7 @@ def cmd_eval(args) -> int:
         os.environ.setdefault(name, value)
     started = time.perf_counter()
     run: Callable[[argparse.Namespace], dict] = args.run
-    with _models_from_flags(args):
-        result = run(args)
+    result = run(args)
     result['seconds_total'] = round(time.perf_counter() - started, 3)
     result['arguments'] = {k: v for k, v in vars(args).items() if not callable(v)}
     print(table(result))

@@ -12,11 +12,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from loupe.constants import SCORE_CHUNK, SOURCE_CHUNK
 from loupe.errors import ImageLoadError
 from loupe.evaluation.partition import partition_files
 from loupe.evaluation.specs import MethodSpec, describe
-from loupe.rank import rank_parents
+from loupe.rank import chunk_match, rank_parents
 from loupe.schema import Match
 from loupe.segment import Partitioner, Settings
 
@@ -36,10 +35,8 @@ class Corpus:
         if not len(self.parents):
             return []
         sims = self.vectors @ np.asarray(query, dtype=np.float32).ravel()
-        matches = [Match(parent_id=str(self.parents[i]), score=float(sims[i]),
-                         scores={SCORE_CHUNK: float(sims[i])},
-                         highlight_box=[float(v) for v in self.boxes[i]],
-                         highlight_source=SOURCE_CHUNK, chunk_kind=self.kinds[i])
+        matches = [chunk_match(str(self.parents[i]), float(sims[i]),
+                               [float(v) for v in self.boxes[i]], self.kinds[i])
                    for i in self._candidates(sims, aggregation, top_k)]
         return rank_parents(matches, aggregation, top_k, limit=len(np.unique(self.parents)))
 

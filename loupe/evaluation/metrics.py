@@ -31,12 +31,6 @@ def mean(values: Iterable[float]) -> Optional[float]:
     return float(values.mean()) if values.size else None
 
 
-def pessimistic_rank(scores: np.ndarray, target: int) -> int:
-    """1-based rank of ``scores[target]``; ties rank it last, so a constant scorer earns nothing."""
-    others = np.delete(scores, target)
-    return int((others >= scores[target]).sum()) + 1
-
-
 def recall_at(ranks: Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> Dict[str, Optional[float]]:
     """Share of queries whose item was found within the first k (ranks are 1-based; 0: missed)."""
     ranks = np.asarray(ranks, dtype=np.int64)

@@ -9,7 +9,7 @@ from pathlib import Path
 from loupe.constants import ENV_WORKSPACE
 
 DEFAULT_WORKSPACE_HELP = '$XDG_DATA_HOME/loupe or ~/.local/share/loupe'
-STORAGE_NAME = 'RootStorage'  # the root storage executor's workspace folder
+STORAGE_NAME = 'ParentStorage'  # the parent storage executor's workspace folder
 STORE_DIR = 'images'
 
 
@@ -42,5 +42,5 @@ def executor_workspace(executor) -> Path:
 
 
 def default_store_path() -> Path:
-    """The root store as the flows lay it out; the reranker reads previews from it."""
+    """The parent store as the flows lay it out; the reranker reads previews from it."""
     return workspace_root() / STORAGE_NAME / STORE_DIR
