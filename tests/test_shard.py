@@ -278,3 +278,22 @@ def test_images_found_by_path_come_from_every_shard():
     (merged,) = merge_shards('/find', matrix)
     assert {m.parent_id for m in merged.matches} == {p for p in IDS[:30] if shard_of(p, 3) < 2}
     assert 'shard 2 of 3 did not answer' in merged.warning
+
+
+def test_the_shard_merger_merges_every_endpoint():
+    from executors.shard_merge.executor import ShardMerge
+    from loupe.constants import ENDPOINTS
+
+    assert set(ENDPOINTS) <= set(ShardMerge().requests)
+
+
+def test_explore_on_shards_is_one_clear_refusal():
+    from loupe.explore.endpoints import refuse_sharded
+
+    query = ImageDoc(id='q')
+    matrix = [Shard(s, 3, 'indexer').stamp(refuse_sharded('/recommend', DocList[ImageDoc](
+        [query.copy()]), 3)) for s in (2, 0)]  # shard 1 is down: the answer is the same
+    (merged,) = merge_shards('/recommend', matrix)
+    assert merged.id == 'q' and not merged.matches and merged.shard is None
+    assert merged.error.startswith('/recommend is not available on a workspace served with 3 '
+                                   'shards') and 'loupe reshard --to 1' in merged.error
