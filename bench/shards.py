@@ -75,6 +75,7 @@ def measure(args, n_vectors: int, shards: int, settings: dict) -> dict:
     import numpy as np
     from docarray import DocList
 
+    from loupe.ann import ChunkHits
     from loupe.flows import PROJECT_ROOT, jina_defaults
     from loupe.scaling import scale_config
     from loupe.schema import Chunk as ChunkDoc, ImageDoc
@@ -114,7 +115,7 @@ def measure(args, n_vectors: int, shards: int, settings: dict) -> dict:
             query = ImageDoc(embedding=np.asarray(queries[i % len(queries)]))
             (doc,) = gateway.post('/search', DocList[ImageDoc]([query]), {'limit': 10},
                                   return_type=DocList[ImageDoc])
-            assert len(doc.matches) == 100, len(doc.matches)
+            assert len(ChunkHits.from_bytes(doc.chunk_hits)) == 100
 
         samples = common.latencies(search, args.queries, warmup=5)
         rss = [common.rss_bytes(str(pid)) for pid in _shard_pids(folder)]

@@ -134,15 +134,19 @@ class Shard:
         """The documents of ``docs`` this shard owns (all of them when not sharded)."""
         return [doc for doc in docs or () if self.owns(doc.id)]
 
-    def stamp(self, docs, **extra):
-        """Mark ``docs`` as answered by this shard, for the merger (a no-op when not sharded);
-        returns them.
+    def stamp(self, endpoint: str, docs, **extra):
+        """Mark ``docs`` as answered by this shard on ``endpoint``, for the merger (a no-op when
+        not sharded); returns them.
 
+        The merger learns the endpoint from the stamp: Jina tells a handler nothing of it, and
+        a merger with a handler per endpoint would make the shards' head announce endpoints
+        the sharded executor may not name (the gateway then fails to start).
         ``extra`` travels with the stamp (the chunk indexer sends how many hits it cut to).
         """
         if self.sharded:
             for doc in docs or ():
-                doc.shard = {'id': self.id, 'of': self.count, 'by': self.name, **extra}
+                doc.shard = {'id': self.id, 'of': self.count, 'by': self.name, 'on': endpoint,
+                             **extra}
         return docs
 
 

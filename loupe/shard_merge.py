@@ -1,7 +1,7 @@
 """Merging the answers of a stateful executor's shards into the answer one unsharded executor
 gives.
 
-Every shard answers every document (``loupe.shard``), stamped with ``{id, of, by}``; the shards
+Every shard answers every document (``loupe.shard``), stamped with ``{id, of, by, on}`` (on: the endpoint); the shards
 that answered are the stamps seen, so a shard that is down is noticed and said:
 
 - ``/search`` on the chunk index: the shards' chunk hits (``chunk_hits``) together, best first,
@@ -43,8 +43,9 @@ def _warn(doc: ImageDoc, message: str) -> None:
     doc.warning = f'{doc.warning}; {message}' if doc.warning else message
 
 
-def merge_shards(endpoint: str, docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
-    """One answer from the answers of the shards that answered (``docs_matrix``, any order)."""
+def merge_shards(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
+    """One answer from the answers of the shards that answered (``docs_matrix``, any order);
+    the endpoint each answered is in its stamp."""
     rows = [list(row) for row in docs_matrix if row is not None]
     if not rows:
         return DocList[ImageDoc]()
@@ -59,7 +60,7 @@ def merge_shards(endpoint: str, docs_matrix: List[DocList[ImageDoc]]) -> DocList
         if stamp is None:  # not from shards: nothing to merge
             merged.append(doc)
             continue
-        count, name = stamp['of'], stamp.get('by') or 'shards'
+        count, name, endpoint = stamp['of'], stamp.get('by') or 'shards', stamp.get('on')
         if endpoint in ('/search', '/find'):
             out = (_merge_search(doc, by_shard, stamp, count) if endpoint == '/search'
                    else _merge_found(doc, by_shard))

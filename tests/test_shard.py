@@ -60,7 +60,8 @@ def indexes(tmp_path_factory):
 
 def _answer(hits, shard_id, k):
     """A chunk indexer shard's answer: its hits as the one bytes field the ranker reads."""
-    return ImageDoc(id='query', shard={'id': shard_id, 'of': 3, 'by': 'indexer', 'k': k},
+    return ImageDoc(id='query', shard={'id': shard_id, 'of': 3, 'by': 'indexer', 'on': '/search',
+                                           'k': k},
                     chunk_hits=hits.to_bytes())
 
 
@@ -80,7 +81,7 @@ def test_merged_shard_hits_equal_one_unsharded_index(indexes, flt):
     for q in range(len(queries)):
         # The shards answer in any order; the merge does not depend on it.
         matrix = [DocList[ImageDoc]([_answer(per_shard[s][q], s, k)]) for s in (2, 0, 1)]
-        (merged,) = merge_shards('/search', matrix)
+        (merged,) = merge_shards(matrix)
         got = _hits(merged)
         assert len(got) == min(k, len(expected[q]))
         assert got == list(expected[q][:k])  # ids, boxes, kinds, labels, similarities
@@ -91,25 +92,26 @@ def test_a_search_without_a_shard_answers_from_the_others_and_says_so(indexes):
     whole, shards, queries = indexes
     per_shard = [shard.search(queries[:1], 20)[0] for shard in shards]
     matrix = [DocList[ImageDoc]([_answer(per_shard[s], s, 20)]) for s in (0, 2)]
-    (merged,) = merge_shards('/search', matrix)
+    (merged,) = merge_shards(matrix)
     hits = _hits(merged)
     assert len(hits) == 20 and all(shard_of(h.parent_id, 3) != 1 for h in hits)
     assert 'shard 1 of 3 did not answer' in merged.warning
 
 
-def _docs(ids, shard_id, **fields):
-    return DocList[ImageDoc]([ImageDoc(id=i, shard={'id': shard_id, 'of': 3, 'by': 'storage'},
+def _docs(ids, shard_id, endpoint, **fields):
+    return DocList[ImageDoc]([ImageDoc(id=i, shard={'id': shard_id, 'of': 3, 'by': 'storage',
+                                                    'on': endpoint},
                                        **fields) for i in ids])
 
 
 def test_each_image_is_its_owners_answer_and_a_missing_owner_fails_it():
     ids = IDS[:30]
-    answers = {s: _docs(ids, s) for s in (0, 2)}  # shard 1 is down
+    answers = {s: _docs(ids, s, '/index') for s in (0, 2)}  # shard 1 is down
     for s, docs in answers.items():
         for doc in docs:
             if shard_of(doc.id, 3) == s:
                 doc.status = STATUS_INDEXED
-    merged = merge_shards('/index', list(answers.values()))
+    merged = merge_shards(list(answers.values()))
     assert [d.id for d in merged] == ids
     for doc in merged:
         if shard_of(doc.id, 3) == 1:
@@ -117,7 +119,7 @@ def test_each_image_is_its_owners_answer_and_a_missing_owner_fails_it():
             assert 'shard 1 of 3' in doc.error and 'not indexed' in doc.error
         else:
             assert doc.status == STATUS_INDEXED and not doc.error
-    exists = merge_shards('/exists', list(_docs(ids, s) for s in (0, 2)))
+    exists = merge_shards(list(_docs(ids, s, '/exists') for s in (0, 2)))
     assert {d.id for d in exists if d.status == STATUS_MISSING} == {
         i for i in ids if shard_of(i, 3) == 1}
 
@@ -127,12 +129,12 @@ def test_results_are_filled_by_their_owner_in_the_order_they_came():
     missing = ranked[4]  # its owner no longer has it: dropped, as unsharded storage does
     matrix = []
     for s in range(3):
-        doc = ImageDoc(id='q', shard={'id': s, 'of': 3, 'by': 'storage'})
+        doc = ImageDoc(id='q', shard={'id': s, 'of': 3, 'by': 'storage', 'on': '/search'})
         doc.matches = DocList[Match](
             [Match(parent_id=p, uri=f'{p}.jpg' if shard_of(p, 3) == s else None)
              for p in ranked if not (p == missing and shard_of(p, 3) == s)])
         matrix.append(DocList[ImageDoc]([doc]))
-    (merged,) = merge_shards('/search', matrix[::-1])
+    (merged,) = merge_shards(matrix[::-1])
     assert [m.parent_id for m in merged.matches] == [p for p in ranked if p != missing]
     assert all(m.uri == f'{m.parent_id}.jpg' for m in merged.matches)
 
@@ -195,7 +197,7 @@ def _search_all(root, shards, queries, k=400):
         matrix = [DocList[ImageDoc]([_answer(answers[s][q], s, k)]) for s in range(shards)]
         for doc in matrix:
             doc[0].shard['of'] = shards
-        out.append([h.parent_id for h in _hits(merge_shards('/search', matrix)[0])][:30])
+        out.append([h.parent_id for h in _hits(merge_shards(matrix)[0])][:30])
     return out
 
 
@@ -271,29 +273,22 @@ executors:
 def test_images_found_by_path_come_from_every_shard():
     matrix = []
     for s in (1, 0):
-        doc = ImageDoc(id='q', uri='/photos', shard={'id': s, 'of': 3, 'by': 'storage'})
+        doc = Shard(s, 3, 'storage').stamp('/find', [ImageDoc(id='q', uri='/photos')])[0]
         doc.matches = DocList[Match]([Match(parent_id=p) for p in IDS[:30]
                                       if shard_of(p, 3) == s])
         matrix.append(DocList[ImageDoc]([doc]))
-    (merged,) = merge_shards('/find', matrix)
+    (merged,) = merge_shards(matrix)
     assert {m.parent_id for m in merged.matches} == {p for p in IDS[:30] if shard_of(p, 3) < 2}
     assert 'shard 2 of 3 did not answer' in merged.warning
-
-
-def test_the_shard_merger_merges_every_endpoint():
-    from executors.shard_merge.executor import ShardMerge
-    from loupe.constants import ENDPOINTS
-
-    assert set(ENDPOINTS) <= set(ShardMerge().requests)
 
 
 def test_explore_on_shards_is_one_clear_refusal():
     from loupe.explore.endpoints import refuse_sharded
 
     query = ImageDoc(id='q')
-    matrix = [Shard(s, 3, 'indexer').stamp(refuse_sharded('/recommend', DocList[ImageDoc](
-        [query.copy()]), 3)) for s in (2, 0)]  # shard 1 is down: the answer is the same
-    (merged,) = merge_shards('/recommend', matrix)
+    matrix = [refuse_sharded('/recommend', DocList[ImageDoc]([query.copy()]), Shard(s, 3, 'x'))
+              for s in (2, 0)]  # shard 1 is down: the answer is the same
+    (merged,) = merge_shards(matrix)
     assert merged.id == 'q' and not merged.matches and merged.shard is None
     assert merged.error.startswith('/recommend is not available on a workspace served with 3 '
                                    'shards') and 'loupe reshard --to 1' in merged.error

@@ -66,7 +66,7 @@ class ChunkIndexer(LoupeExecutor):
         for doc in docs or ():
             for chunk in doc.chunks:
                 chunk.embedding = None
-        self.shard.stamp(docs)
+        self.shard.stamp('/index', docs)
         return docs
 
     @requests(on='/search')
@@ -77,7 +77,7 @@ class ChunkIndexer(LoupeExecutor):
         chunk_limit = checked.get('chunk_limit', self.settings.chunk_limit)
         if chunk_limit is None:
             chunk_limit = max(100, 10 * limit)
-        self.shard.stamp(docs, k=chunk_limit)  # the merger cuts the shards' hits to it
+        self.shard.stamp('/search', docs, k=chunk_limit)  # the merger cuts the shards' hits to it
         queries = [doc for doc in docs or () if not doc.error and doc.embedding is not None]
         if not queries:
             return docs
@@ -95,21 +95,21 @@ class ChunkIndexer(LoupeExecutor):
     def recommend(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                   **kwargs) -> DocList[ImageDoc]:
         if self.shard.sharded:
-            return self.shard.stamp(explore.refuse_sharded('/recommend', docs, self.shard.count))
+            return explore.refuse_sharded('/recommend', docs, self.shard)
         return explore.recommend(self.whole, docs, parameters)
 
     @requests(on='/duplicates')
     def duplicates(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                    **kwargs) -> DocList[ImageDoc]:
         if self.shard.sharded:
-            return self.shard.stamp(explore.refuse_sharded('/duplicates', docs, self.shard.count))
+            return explore.refuse_sharded('/duplicates', docs, self.shard)
         return explore.semantic_edges(self.whole, docs, parameters)
 
     @requests(on='/map')
     def map(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
             **kwargs) -> DocList[ImageDoc]:
         if self.shard.sharded:
-            return self.shard.stamp(explore.refuse_sharded('/map', docs, self.shard.count))
+            return explore.refuse_sharded('/map', docs, self.shard)
         return explore.project(self.whole, docs, parameters)
 
     @requests(on='/delete')
@@ -119,7 +119,7 @@ class ChunkIndexer(LoupeExecutor):
         removed = self.chunk_index.delete(doc.id for doc in self.shard.mine(docs))
         self.whole.invalidate()
         self.logger.info(f'removed {removed} chunks')
-        self.shard.stamp(docs)
+        self.shard.stamp('/delete', docs)
         return docs
 
     @requests(on='/update')
@@ -129,7 +129,7 @@ class ChunkIndexer(LoupeExecutor):
         untag = self.check_request('/update', docs, parameters).get('untag', [])
         self.chunk_index.merge_tags({doc.id: dict(doc.tags) for doc in self.shard.mine(docs)},
                                     untag)
-        self.shard.stamp(docs)
+        self.shard.stamp('/update', docs)
         return docs
 
     @requests(on='/exists')
@@ -143,5 +143,5 @@ class ChunkIndexer(LoupeExecutor):
         for doc in mine:
             if doc.id not in known:
                 doc.status = STATUS_MISSING
-        self.shard.stamp(docs)
+        self.shard.stamp('/exists', docs)
         return docs

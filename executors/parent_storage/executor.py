@@ -50,14 +50,14 @@ class ParentStorage(LoupeExecutor):
             if doc.id in failed:
                 mark_error(doc, failed[doc.id])
         self.logger.info(f'stored {len(records) - len(failed)} of {len(docs or ())} images')
-        return slim(self.shard.stamp(docs))
+        return slim(self.shard.stamp('/index', docs))
 
     @requests(on='/search')
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                **kwargs) -> DocList[ImageDoc]:
         self._fill(docs, self.check_request('/search', docs, parameters).get('with_preview',
                                                                              False))
-        return slim(self.shard.stamp(docs))
+        return slim(self.shard.stamp('/search', docs))
 
     def _fill(self, docs: DocList[ImageDoc], with_preview: bool) -> None:
         """Each match gets its image's paths, tags and size; a match without a record goes.
@@ -82,7 +82,7 @@ class ParentStorage(LoupeExecutor):
     def recommend(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                   **kwargs) -> DocList[ImageDoc]:
         if self.shard.sharded:  # the chunk indexer's shards refused it already
-            return self.shard.stamp(explore.refuse_sharded('/recommend', docs, self.shard.count))
+            return explore.refuse_sharded('/recommend', docs, self.shard)
         self._fill(docs, self.check_request('/recommend', docs, parameters).get('with_preview',
                                                                                 False))
         return slim(docs)
@@ -91,14 +91,14 @@ class ParentStorage(LoupeExecutor):
     def duplicates(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                    **kwargs) -> DocList[ImageDoc]:
         if self.shard.sharded:  # the chunk indexer's shards refused it already
-            return self.shard.stamp(explore.refuse_sharded('/duplicates', docs, self.shard.count))
+            return explore.refuse_sharded('/duplicates', docs, self.shard)
         return explore.duplicate_groups(self.store, docs, parameters)
 
     @requests(on='/map')
     def map(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
             **kwargs) -> DocList[ImageDoc]:
         if self.shard.sharded:  # the chunk indexer's shards refused it already
-            return self.shard.stamp(explore.refuse_sharded('/map', docs, self.shard.count))
+            return explore.refuse_sharded('/map', docs, self.shard)
         self.check_request('/map', docs, parameters)
         self._fill(docs, with_preview=True)
         return explore.thumbnails(docs, parameters)
@@ -111,7 +111,7 @@ class ParentStorage(LoupeExecutor):
         removed = set(self.store.delete([doc.id for doc in mine]))
         for doc in mine:
             doc.status = STATUS_DELETED if doc.id in removed else None
-        return self.shard.stamp(docs)
+        return self.shard.stamp('/delete', docs)
 
     @requests(on='/find')
     def find(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
@@ -126,13 +126,13 @@ class ParentStorage(LoupeExecutor):
                 doc.matches = DocList[Match](
                     Match(id=r.id, parent_id=r.id, uri=r.uri, uris=r.uris, tags=r.tags)
                     for r in self.store.find_under([doc.uri]) if doc.uri)
-            return self.shard.stamp(docs)  # each shard its own images; the merger joins them
+            return self.shard.stamp('/find', docs)  # each shard its own; the merger joins them
         found = self.store.find_uris(doc.uri for doc in docs or () if doc.uri)
         for doc in docs or ():
             image_id = found.get(doc.uri)
             doc.matches = DocList[Match]([Match(id=image_id, parent_id=image_id, uri=doc.uri)]
                                          if image_id else [])
-        return self.shard.stamp(docs)
+        return self.shard.stamp('/find', docs)
 
     @requests(on='/update')
     def update(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
@@ -146,7 +146,7 @@ class ParentStorage(LoupeExecutor):
                      'add_uris': [doc.uri] if doc.uri else []} for doc in mine}))
         for doc in mine:
             doc.status = STATUS_INDEXED if doc.id in found else STATUS_MISSING
-        return slim(self.shard.stamp(docs))
+        return slim(self.shard.stamp('/update', docs))
 
     @requests(on='/exists')
     def exists(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
@@ -157,4 +157,4 @@ class ParentStorage(LoupeExecutor):
         for doc in mine:
             if doc.status != STATUS_MISSING:  # the chunk indexer, earlier in a chain, may know
                 doc.status = STATUS_INDEXED if doc.id in found else STATUS_MISSING
-        return self.shard.stamp(docs)
+        return self.shard.stamp('/exists', docs)
