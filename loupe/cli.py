@@ -217,6 +217,8 @@ def cmd_search(args) -> int:
                                     min_score=args.min_score, rerank=args.rerank or None,
                                     filter=_key_values(args.filter) or None, **parameters)
             routed = client.routed
+    if getattr(results, 'warning', None):
+        print(f'warning: {results.warning}', file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     elif args.paths:
@@ -308,8 +310,10 @@ def cmd_serve(args) -> int:
     if os.environ.get(_SERVE_CHILD):
         return _serve(args)
     from loupe.preflight import check_flow
+    from loupe.scale_cli import check_shards
 
     check_flow(args.flow)
+    check_shards(args, _workspace())
     busy = _busy_ports(args.host, [args.port] if args.no_http else [args.port, args.http_port])
     if busy:
         print(f'loupe: {args.host}:{busy} is already in use (is another loupe serve running?); '
@@ -352,12 +356,14 @@ def _busy_ports(host: str, ports: List[int]) -> Optional[int]:
 
 
 def _serve_background(args) -> int:
+    from loupe.scale_cli import serve_arguments
     from loupe.service import start_background
 
     serve_args = ['--flow', args.flow, '--host', args.host, '--port', str(args.port),
                   '--http-port', str(args.http_port), '--idle-timeout', str(args.idle_timeout)]
     if args.no_http:
         serve_args.append('--no-http')
+    serve_args += serve_arguments(args)
     if args.verbose:
         serve_args.append('-v')
     owner = start_background(_workspace(), serve_args)
@@ -372,6 +378,7 @@ def _serve_background(args) -> int:
 def _serve(args) -> int:
     from loupe import quiet
     from loupe.flows import load_flow
+    from loupe.scale_cli import serve_options
     from loupe.service import watch_idle
     from loupe.workspace import held
 
@@ -384,7 +391,8 @@ def _serve(args) -> int:
     workspace = _workspace()
     with quiet.stdout_to_stderr(), held(workspace, SERVE_COMMAND) as lock:
         flow = load_flow(args.flow, host=args.host, port=ports if len(ports) > 1 else ports[0],
-                         protocol=protocols if len(protocols) > 1 else protocols[0])
+                         protocol=protocols if len(protocols) > 1 else protocols[0],
+                         **serve_options(args))
         with flow:
             lifeline.on_signals(_STOP_SIGNALS, stop)  # again: starting the flow may set its own
             lock.serving(args.host, args.port, None if args.no_http else args.http_port)
@@ -495,6 +503,7 @@ def _global_options(parser: argparse.ArgumentParser, sub: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from loupe.constants import DEFAULT_PORT
+    from loupe.scale_cli import add_parsers as add_scale_parsers, add_serve_options
     from loupe.service import DEFAULT_IDLE_MINUTES
 
     parser = _Parser(prog='loupe', description=__doc__.splitlines()[0], formatter_class=_Help,
@@ -579,8 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--idle-timeout', type=float, metavar='MINUTES', default=None,
                    help='stop after this long without a loupe command; 0: never (default: '
                         f'{DEFAULT_IDLE_MINUTES:g} with --background, else 0)')
+    add_serve_options(p)
 
     command('stop', "stop the workspace's service", cmd_stop)
+    add_scale_parsers(command)
 
     from loupe.explore.cli import add_parsers as add_explore_parsers
 

@@ -18,7 +18,7 @@ from loupe.errors import ImageLoadError, InvalidRequestError, LoupeError
 from loupe.explore.client import ExploreMixin
 from loupe.flows import jina_defaults, load_flow
 from loupe.guard import api_key as configured_key
-from loupe.results import Result, page, result_from_match  # noqa: F401 (Result: API)
+from loupe.results import Result, Results, page, result_from_match  # noqa: F401 (Result: API)
 from loupe.query import IMAGE, TEXT, Term as QueryTerm, check_terms
 from loupe.schema import ImageDoc, Match, Term
 from loupe.sources import ID_LENGTH, Problem, Source, describe, expand, is_url, to_doc
@@ -159,7 +159,7 @@ class Loupe(ExploreMixin):
                limit: Optional[int] = None, rerank: Optional[bool] = None,
                filter: Optional[dict] = None, terms: Optional[Sequence[QueryTerm]] = None,
                offset: int = 0, min_score: Optional[float] = None,
-               **parameters) -> List[Result]:
+               **parameters) -> Results:
         """Search by ``text``, an example ``image`` (path, URL or bytes), or both.
 
         ``terms`` is query arithmetic (loupe.query): ``[(1, 'text', 'a dog'), (-0.5, 'text',
@@ -182,7 +182,9 @@ class Loupe(ExploreMixin):
             options['limit'] = (10 if limit is None else limit) + offset
         options = {k: v for k, v in options.items() if v is not None}
         (doc,) = _check(self.post('/search', [query], options))
-        return page([result_from_match(m) for m in doc.matches], offset, min_score)
+        results = Results(result_from_match(m) for m in doc.matches)
+        results.warning = doc.warning  # partial: a shard did not answer
+        return page(results, offset, min_score)
 
     def delete(self, ids: Iterable[str]) -> List[str]:
         """Remove images by id; returns the ids that were indexed."""

@@ -73,10 +73,12 @@ def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
     else:
         config = yaml.safe_load(path.read_text())
     for executor in [*config.get('executors', []), config.get('gateway') or {}]:
-        uses = executor.get('uses', '')
-        if isinstance(uses, str) and uses.endswith(('.yml', '.yaml')) and not Path(uses).is_absolute():
-            candidates = [path.parent / uses, path.parent.parent / uses, PROJECT_ROOT / uses]
-            executor['uses'] = str(next((c for c in candidates if c.is_file()), candidates[-1]))
+        for key in ('uses', 'uses_after'):
+            uses = executor.get(key, '')
+            if (isinstance(uses, str) and uses.endswith(('.yml', '.yaml'))
+                    and not Path(uses).is_absolute()):
+                candidates = [path.parent / uses, path.parent.parent / uses, PROJECT_ROOT / uses]
+                executor[key] = str(next((c for c in candidates if c.is_file()), candidates[-1]))
         overrides = (executors or {}).get(executor.get('name'))
         if overrides:
             executor['uses_with'] = {**executor.get('uses_with', {}), **overrides}
@@ -90,8 +92,26 @@ def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
     return config
 
 
+def scaled_config(name_or_path: str, shards: Optional[int] = None,
+                  replicas: Optional[int] = None, gpu: bool = False, **kwargs) -> dict:
+    """``flow_config`` with shards and replicas (``loupe.scaling``), checked against the workspace.
+
+    ``shards`` None: as the YAML says, else as the workspace's data was made (1 when new).
+    """
+    from loupe.scaling import check_workspace, flow_shards, scale_config
+
+    config = flow_config(name_or_path, **kwargs)
+    if shards is None and set(flow_shards(config)) <= {1}:
+        shards = check_workspace(None)
+    scale_config(config, shards, replicas, gpu)
+    counts = set(flow_shards(config))
+    if len(counts) == 1:
+        check_workspace(counts.pop())
+    return config
+
+
 def load_flow(name_or_path: str, **kwargs):
     jina_defaults()
     from jina import Flow
 
-    return Flow.load_config(flow_config(name_or_path, **kwargs))
+    return Flow.load_config(scaled_config(name_or_path, **kwargs))

@@ -13,7 +13,7 @@ from typing import List, Sequence
 from loupe.errors import InvalidRequestError, LoupeError
 from loupe.guard import API_KEY_HEADER, api_key
 from loupe.query import TEXT, Term
-from loupe.results import Result, result_from_json
+from loupe.results import Result, Results, result_from_json
 
 
 class Unavailable(Exception):
@@ -63,4 +63,6 @@ def search(host: str, port: int, terms: Sequence[Term], parameters: dict,
         raise Unavailable(f'unexpected answer: {e}') from e
     if doc.get('error'):
         raise InvalidRequestError(doc['error'])
-    return [result_from_json(m) for m in doc.get('matches') or []]
+    results = Results(result_from_json(m) for m in doc.get('matches') or [])
+    results.warning = doc.get('warning')  # partial: a shard did not answer
+    return results

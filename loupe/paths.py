@@ -28,11 +28,17 @@ def executor_workspace(executor) -> Path:
     """Jina's workspace where the flow or the executor was given one, else ``$LOUPE_WORKSPACE/<name>``.
 
     Jina's own fallback (~/.cache/jina) would hide the data from the user.
+    A shard of a sharded executor gets its own folder under it (``loupe.shard``).
     """
+    from loupe.shard import Shard, shard_folder
+
     explicit = executor.metas.workspace or getattr(executor.runtime_args, 'workspace', None)
+    shard = Shard.of(executor)
+    if shard.sharded:  # Jina's own per-shard folder would not be recorded
+        base = (Path(explicit) if explicit else workspace_root()) / executor.metas.name
+        return shard_folder(base, shard.id, shard.count)
     path = Path(executor.workspace) if explicit else workspace_root() / executor.metas.name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return shard_folder(path, 0, 1)
 
 
 def default_store_path() -> Path:

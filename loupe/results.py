@@ -25,6 +25,12 @@ class Result:
         return data
 
 
+class Results(list):
+    """Search results, best first; ``warning`` says when they are partial (a shard was down)."""
+
+    warning: Optional[str] = None
+
+
 def result_from_match(m) -> Result:
     """From a ``loupe.schema.Match``."""
     return Result(id=m.parent_id, uri=m.uri, score=m.score, highlight=m.highlight_box,
@@ -45,7 +51,6 @@ def result_from_json(m: dict) -> Result:
 def page(results: List[Result], offset: int = 0, min_score: Optional[float] = None):
     """Drop the first ``offset`` results (the service was asked for ``limit + offset``) and
     those under ``min_score``."""
-    results = results[offset:]
-    if min_score is not None:
-        results = [r for r in results if r.score >= min_score]
-    return results
+    kept = Results(r for r in results[offset:] if min_score is None or r.score >= min_score)
+    kept.warning = getattr(results, 'warning', None)
+    return kept

@@ -78,6 +78,8 @@ class ImageDoc(*CODEC, BaseDoc):
     chunk_hits: Optional[bytes] = None
     status: Optional[str] = None  # loupe.constants.STATUS_* after /index
     error: Optional[str] = None  # why this item failed; the rest of the request goes on
+    warning: Optional[str] = None  # a partial answer: which shards did not answer (loupe.shard)
+    shard: Optional[Dict] = None  # inside a flow only: which shard answered (loupe.shard_merge)
 
     @validator('tags', 'chunks', 'matches', 'terms', pre=True, always=True)
     def _empty_when_null(cls, value, field):

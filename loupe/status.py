@@ -8,8 +8,10 @@ import lmdb
 
 from loupe import workspace as ws
 from loupe.paths import STORAGE_NAME, STORE_DIR
+from loupe.shard import recorded_shards, shard_folders
 
-CHUNK_INDEX = Path('ChunkIndexer') / 'chunks' / 'meta'  # the chunk indexer's LMDB (loupe.ann)
+INDEXER_NAME = 'ChunkIndexer'
+CHUNK_INDEX = Path('chunks') / 'meta'  # the chunk indexer's LMDB (loupe.ann), in each shard
 
 
 def _lmdb_counts(path: Path) -> Optional[dict]:
@@ -35,9 +37,15 @@ def _lmdb_counts(path: Path) -> Optional[dict]:
         env.close()
 
 
+def _shard_counts(base: Path, inner: Path) -> list:
+    """``_lmdb_counts`` of ``inner`` in each shard of the executor folder ``base``."""
+    folders = shard_folders(base, recorded_shards(base) or 1)
+    return [c for c in (_lmdb_counts(folder / inner) for folder in folders) if c]
+
+
 def image_count(workspace: Path) -> int:
-    counts = _lmdb_counts(Path(workspace) / STORAGE_NAME / STORE_DIR)
-    return (counts or {}).get('meta', 0)
+    return sum(c.get('meta', 0) for c in _shard_counts(Path(workspace) / STORAGE_NAME,
+                                                        Path(STORE_DIR)))
 
 
 def disk_bytes(path: Path) -> int:
@@ -49,7 +57,8 @@ def workspace_status(workspace: Path) -> dict:
     from loupe.preflight import flow_models
 
     workspace = Path(workspace)
-    chunks = _lmdb_counts(workspace / CHUNK_INDEX) or {}
+    shards = _shard_counts(workspace / INDEXER_NAME, CHUNK_INDEX)
+    chunks = {**(shards[0] if shards else {}), 'chunks': sum(c.get('chunks', 0) for c in shards)}
     found = ws.owner(workspace)
     return {
         'workspace': str(workspace),

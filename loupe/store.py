@@ -16,6 +16,7 @@ from PIL import Image
 
 from loupe.images import DecodedImage, content_hash, decode, image_size, preview_jpeg
 from loupe.lmdb_env import GrowingEnv
+from loupe.shard import readonly_store
 
 _META, _PREVIEW = 'meta', 'preview'
 _ORIENTATION = 0x0112  # EXIF tag
@@ -183,6 +184,18 @@ class ParentStore:
         prefixes = tuple(f.rstrip('/') + '/' for f in folders)
         return [r for r in self.records() if any(u.startswith(prefixes) for u in r.uris)]
 
+    def record_batches(self, batch: int = 1000):
+        """Every record with its preview, in lists of up to ``batch`` (``loupe reshard``)."""
+        dbs = self._env.dbs
+
+        def keys(txn):
+            with txn.cursor(db=dbs[_META]) as cur:
+                return [bytes(k).decode() for k in cur.iternext(keys=True, values=False)]
+
+        ids = self._env.read(keys)
+        for start in range(0, len(ids), batch):
+            yield list(self.get_many(ids[start:start + batch]).values())
+
     def __contains__(self, id_: str) -> bool:
         return self._env.read(lambda txn: txn.get(id_.encode(), db=self._env.dbs[_META])) is not None
 
@@ -242,7 +255,7 @@ class StoreReader:
             with self._lock:
                 if self._store is None:
                     try:
-                        self._store = ParentStore(self.path, readonly=True)
+                        self._store = readonly_store(self.path)
                     except (FileNotFoundError, lmdb.Error):
                         return None
         return self._store

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from bench import (ann, cli_search, codec, decode, duplicates, encoder, families, index_throughput,
-                   load, query_latency, recommend, rerank_batch, startup)
+                   load, query_latency, recommend, rerank_batch, shards, startup)
 
 BENCHMARKS = [ann, cli_search, codec, decode, duplicates, encoder, families, index_throughput, load,
-              query_latency, recommend, rerank_batch, startup]
+              query_latency, recommend, rerank_batch, shards, startup]
 
 
 @pytest.mark.parametrize('bench', BENCHMARKS, ids=lambda b: b.NAME)

@@ -20,6 +20,7 @@ from loupe.errors import InvalidRequestError, StorageFullError
 from loupe.paths import executor_workspace
 from loupe.explore import endpoints as explore
 from loupe.schema import ImageDoc
+from loupe.shard import Shard
 
 INDEX_DIR = 'chunks'
 
@@ -31,6 +32,7 @@ class ChunkIndexer(LoupeExecutor):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.shard = Shard.of(self)  # a shard indexes only the images it owns
         s = self.settings
         self.chunk_index = self.own(ChunkIndex(
             executor_workspace(self) / INDEX_DIR, precision=s.precision,
@@ -44,7 +46,7 @@ class ChunkIndexer(LoupeExecutor):
         self.check_request('/index', docs, parameters)
         items = []
         for doc in docs or ():
-            if doc.error:
+            if doc.error or not self.shard.owns(doc.id):
                 continue
             if any(chunk.embedding is None for chunk in doc.chunks):
                 mark_error(doc, 'chunks without embeddings cannot be indexed')
@@ -64,6 +66,7 @@ class ChunkIndexer(LoupeExecutor):
         for doc in docs or ():
             for chunk in doc.chunks:
                 chunk.embedding = None
+        self.shard.stamp('/index', docs)
         return docs
 
     @requests(on='/search')
@@ -74,6 +77,7 @@ class ChunkIndexer(LoupeExecutor):
         chunk_limit = checked.get('chunk_limit', self.settings.chunk_limit)
         if chunk_limit is None:
             chunk_limit = max(100, 10 * limit)
+        self.shard.stamp('/search', docs, k=chunk_limit)  # the merger cuts the shards' hits to it
         queries = [doc for doc in docs or () if not doc.error and doc.embedding is not None]
         if not queries:
             return docs
@@ -90,25 +94,32 @@ class ChunkIndexer(LoupeExecutor):
     @requests(on='/recommend')
     def recommend(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                   **kwargs) -> DocList[ImageDoc]:
+        if self.shard.sharded:
+            return explore.refuse_sharded('/recommend', docs, self.shard)
         return explore.recommend(self.whole, docs, parameters)
 
     @requests(on='/duplicates')
     def duplicates(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                    **kwargs) -> DocList[ImageDoc]:
+        if self.shard.sharded:
+            return explore.refuse_sharded('/duplicates', docs, self.shard)
         return explore.semantic_edges(self.whole, docs, parameters)
 
     @requests(on='/map')
     def map(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
             **kwargs) -> DocList[ImageDoc]:
+        if self.shard.sharded:
+            return explore.refuse_sharded('/map', docs, self.shard)
         return explore.project(self.whole, docs, parameters)
 
     @requests(on='/delete')
     def delete(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
                **kwargs) -> DocList[ImageDoc]:
         self.check_request('/delete', docs, parameters)
-        removed = self.chunk_index.delete(doc.id for doc in docs or ())
+        removed = self.chunk_index.delete(doc.id for doc in self.shard.mine(docs))
         self.whole.invalidate()
         self.logger.info(f'removed {removed} chunks')
+        self.shard.stamp('/delete', docs)
         return docs
 
     @requests(on='/update')
@@ -116,7 +127,9 @@ class ChunkIndexer(LoupeExecutor):
                **kwargs) -> DocList[ImageDoc]:
         """Tags merged (and ``untag`` keys dropped) where filters read them; vectors stay."""
         untag = self.check_request('/update', docs, parameters).get('untag', [])
-        self.chunk_index.merge_tags({doc.id: dict(doc.tags) for doc in docs or ()}, untag)
+        self.chunk_index.merge_tags({doc.id: dict(doc.tags) for doc in self.shard.mine(docs)},
+                                    untag)
+        self.shard.stamp('/update', docs)
         return docs
 
     @requests(on='/exists')
@@ -125,8 +138,10 @@ class ChunkIndexer(LoupeExecutor):
         self.check_request('/exists', docs, parameters)
         # An image whose chunks are not here (its encoding failed after storage kept it) must
         # be indexed again, whatever parent storage says.
-        known = self.chunk_index.known_parents(doc.id for doc in docs or ())
-        for doc in docs or ():
+        mine = self.shard.mine(docs)
+        known = self.chunk_index.known_parents(doc.id for doc in mine)
+        for doc in mine:
             if doc.id not in known:
                 doc.status = STATUS_MISSING
+        self.shard.stamp('/exists', docs)
         return docs

@@ -34,8 +34,9 @@ def merge_branches(docs_matrix: List[DocList[ImageDoc]]) -> DocList[ImageDoc]:
             for name in ('uri', 'width', 'height', 'content_hash'):
                 if getattr(base, name) is None:
                     setattr(base, name, getattr(doc, name))
-            errors = [e for e in (base.error, doc.error) if e]
-            base.error = '; '.join(dict.fromkeys(errors)) or None
+            for name in ('error', 'warning'):  # a warning: a shard did not answer (loupe.shard)
+                said = [e for e in (getattr(base, name), getattr(doc, name)) if e]
+                setattr(base, name, '; '.join(dict.fromkeys(said)) or None)
             base.status = max(base.status, doc.status, key=lambda status: _RANK.get(status, 0))
     for doc in merged.values():
         if doc.error:

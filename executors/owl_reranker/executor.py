@@ -22,6 +22,7 @@ from loupe.models import service_checkpoint
 from loupe.paths import default_store_path
 from loupe.rerank import Detection, Reranker, rerank_matches
 from loupe.schema import ImageDoc, Match
+from loupe.shard import readonly_store
 from loupe.store import ParentStore, StoredImage
 
 class OwlReranker(LoupeExecutor):
@@ -101,7 +102,7 @@ class OwlReranker(LoupeExecutor):
             with self._store_lock:
                 if self._store is None:
                     try:
-                        self._store = ParentStore(self.image_store, readonly=True)
+                        self._store = readonly_store(self.image_store)
                     except (FileNotFoundError, lmdb.Error) as e:
                         self.logger.warning(f'no image store at {self.image_store} ({e}); '
                                             f'reranking only results with a readable uri')

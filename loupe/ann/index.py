@@ -350,6 +350,24 @@ class ChunkIndex:
         """The tags of each parent ({} for an unknown one), as filters see them."""
         return self._records.read(lambda txn: [self._records.tags(txn, p) for p in parent_ids])
 
+    def parent_records(self, batch: int = 1000):
+        """Every parent, in batches: lists of ``(parent_id, tags, [(chunk header, vector)])``,
+        the header a dict of box ``b``, kind ``k``, label ``l``; the vector the stored float16
+        one. For copying an index elsewhere without re-encoding (``loupe reshard``)."""
+        records = self._records
+
+        def read(txn, chunk):
+            return [(record['id'], record['tags'],
+                     list(zip((h for _, h in records.headers(txn, record['keys'])),
+                              records.vectors(record['keys'], txn) if record['keys'] else [])))
+                    for record in records.parents(txn, chunk)]
+
+        with self._lock:
+            parent_ids = records.read(lambda txn: [r['id'] for r in records.parents(txn)])
+        for start in range(0, len(parent_ids), batch):
+            with self._lock:
+                yield records.read(lambda txn: read(txn, parent_ids[start:start + batch]))
+
     def known_parents(self, parent_ids: Iterable[str]) -> set:
         """The ids among ``parent_ids`` that have chunks in the index."""
         with self._lock:

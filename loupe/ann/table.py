@@ -75,6 +75,19 @@ class ChunkHits(Sequence):
     def empty(cls) -> 'ChunkHits':
         return cls.of([], np.zeros((0, 4)), np.zeros(0), [], [])
 
+    @classmethod
+    def best_of(cls, parts: Sequence['ChunkHits'], k: int) -> 'ChunkHits':
+        """The ``k`` most similar hits of several searches' hits (each shard's), best first;
+        equal similarities keep ``parts``' order."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        joined = cls.of([i for p in parts for i in p.parent_ids],
+                        np.concatenate([p.boxes for p in parts]),
+                        np.concatenate([p.similarities for p in parts]),
+                        [x for p in parts for x in p.kinds], [x for p in parts for x in p.labels])
+        return joined.take(np.argsort(-joined.similarities, kind='stable')[:k])
+
     @property
     def kinds(self) -> List[str]:
         names = self.kind_names

@@ -43,6 +43,20 @@ def _guarded(docs: DocList[ImageDoc], work: Callable[[ImageDoc], None]) -> DocLi
     return docs
 
 
+def refuse_sharded(endpoint: str, docs, shard) -> DocList[ImageDoc]:
+    """The request's documents, each failed and stamped by ``shard`` (``loupe.shard.Shard``):
+    explore reads the whole collection's vectors and hashes at once (kNN over every image, all
+    pairs, one projection), and with shards each process holds only a part of them."""
+    docs = _request(docs)
+    for doc in docs:
+        if not doc.error:
+            doc.error = (f'{endpoint} is not available on a workspace served with {shard.count} '
+                         'shards (it reads the whole collection in one process): serve it '
+                         'with one shard, after `loupe reshard --to 1` if need be')
+            doc.matches = DocList[Match]()
+    return shard.stamp(endpoint, docs)
+
+
 def recommend(view, docs, parameters) -> DocList[ImageDoc]:
     def work(doc):
         from loupe.explore import service
