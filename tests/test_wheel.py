@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loupe.constants import ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL
 
@@ -40,7 +41,8 @@ def test_the_wheel_carries_the_flows_and_the_executors(wheel):
     for flow in ('index.yml', 'query.yml'):
         assert f'loupe/resources/flows/{flow}' in names
     for executor in EXECUTORS:
-        for name in ('config.yml', 'executor.py'):
+        config = yaml.safe_load((ROOT / 'executors' / executor / 'config.yml').read_text())
+        for name in ('config.yml', *config['py_modules']):
             assert f'loupe/resources/executors/{executor}/{name}' in names
 
 
