@@ -7,10 +7,10 @@ os.environ.setdefault('JINA_HIDE_SURVEY', '1')
 os.environ.setdefault('JINA_OPTOUT_TELEMETRY', '1')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
-# One OpenMP thread in the test process and the executors it forks: libgomp is not fork-safe, so
-# once a thread here has run a parallel region (tests call models in-process), a flow's forked
-# executor can hang in its first parallel region (seen: CLIP's layer_norm at start-up).
-os.environ['OMP_NUM_THREADS'] = '1'
+# Flows started here spawn their executors instead of forking this process: tests run models
+# in-process first, and torch's OpenMP (libgomp) is not fork-safe, so a forked executor could
+# hang in its first parallel region (seen twice: CLIP's layer_norm at start-up, in a fixture).
+os.environ['JINA_MP_START_METHOD'] = 'spawn'
 # Tests choose their own models, workspaces and services: settings exported in the shell (the
 # README's offline path exports LOUPE_CLIP_MODEL=..., say) must not leak into them.
 for _name in [n for n in os.environ if n.startswith('LOUPE_')]:

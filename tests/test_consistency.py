@@ -46,11 +46,10 @@ def small_disk(path: Path, size: str = '2m'):
 
 def fill(path: Path) -> None:
     """Leave no free byte on the file system holding ``path``."""
-    with open(path / f'ballast-{uuid.uuid4().hex}', 'wb') as f:
-        with contextlib.suppress(OSError):
+    with open(path / f'ballast-{uuid.uuid4().hex}', 'wb', buffering=0) as f:  # unbuffered:
+        with contextlib.suppress(OSError):  # nothing left to flush when the file closes
             while True:
                 f.write(b'\0' * 65536)
-                f.flush()
 
 
 def test_a_full_disk_fails_writes_per_item_and_reads_go_on(tmp_path):
