@@ -17,7 +17,9 @@ QUIET_ENV = {
     'GRPC_VERBOSITY': 'NONE',  # "too_many_pings" and other C-core lines
     'TRANSFORMERS_VERBOSITY': 'error',
     'HF_HUB_DISABLE_PROGRESS_BARS': '1',
-    'PYTHONWARNINGS': 'ignore:pkg_resources is deprecated',
+    # Jina says so on import whenever JINA_MP_START_METHOD is set (the tests set it).
+    'PYTHONWARNINGS': 'ignore:pkg_resources is deprecated,'
+                      'ignore:multiprocessing start method is set to',
 }
 VERBOSE_ENV = {'TRANSFORMERS_VERBOSITY': 'error', 'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
 LOG_NAME = 'loupe.log'
@@ -29,7 +31,8 @@ def configure(verbose: bool) -> None:
     for name, value in (VERBOSE_ENV if verbose else QUIET_ENV).items():
         os.environ.setdefault(name, value)
     if not verbose:
-        warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+        for message in QUIET_ENV['PYTHONWARNINGS'].split(','):
+            warnings.filterwarnings('ignore', message=message.split(':', 1)[1])
 
 
 @contextlib.contextmanager
