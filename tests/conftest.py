@@ -7,10 +7,6 @@ os.environ.setdefault('JINA_HIDE_SURVEY', '1')
 os.environ.setdefault('JINA_OPTOUT_TELEMETRY', '1')
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
-# Flows started here spawn their executors instead of forking this process: tests run models
-# in-process first, and torch's OpenMP (libgomp) is not fork-safe, so a forked executor could
-# hang in its first parallel region (seen twice: CLIP's layer_norm at start-up, in a fixture).
-os.environ['JINA_MP_START_METHOD'] = 'spawn'
 # Tests choose their own models, workspaces and services: settings exported in the shell (the
 # README's offline path exports LOUPE_CLIP_MODEL=..., say) must not leak into them.
 for _name in [n for n in os.environ if n.startswith('LOUPE_')]:
@@ -18,6 +14,7 @@ for _name in [n for n in os.environ if n.startswith('LOUPE_')]:
 
 import contextlib  # noqa: E402
 import io  # noqa: E402
+import multiprocessing  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -28,6 +25,11 @@ from PIL import Image  # noqa: E402
 from loupe import tiny_models  # noqa: E402
 
 torch.set_num_threads(1)
+# Flows started in this process spawn their executors instead of forking it: tests run models
+# in-process first, and torch's OpenMP (libgomp) is not fork-safe, so a forked executor could
+# hang in its first parallel region (seen twice: CLIP's layer_norm at start-up, in a fixture).
+# Only this process: the commands the tests run (loupe index, loupe serve) fork as users' do.
+multiprocessing.set_start_method('spawn', force=True)
 
 COCO128 = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'coco128'
 
