@@ -7,8 +7,9 @@ from docarray import DocList
 from jina import Client, Flow
 
 from executors.ranker.executor import Ranker
+from loupe.ann import ChunkHits
 from loupe.errors import LoupeError
-from loupe.schema import ImageDoc, Match
+from loupe.schema import ImageDoc
 from loupe.transport import GrpcGateway
 
 HITS = [('a', 0.9, [0, 0, 10, 10]), ('b', 0.8, [5, 5, 20, 20]), ('a', 0.6, [1, 1, 2, 2]),
@@ -16,9 +17,10 @@ HITS = [('a', 0.9, [0, 0, 10, 10]), ('b', 0.8, [5, 5, 20, 20]), ('a', 0.6, [1, 1
 
 
 def _query() -> DocList[ImageDoc]:
-    matches = [Match(parent_id=p, score=s, scores={'chunk': s}, highlight_box=box,
-                     highlight_source='chunk', chunk_kind='grid') for p, s, box in HITS]
-    return DocList[ImageDoc]([ImageDoc(text='q', matches=DocList[Match](matches))])
+    """A query as the chunk indexer hands it to the ranker: its hits as one compact field."""
+    hits = ChunkHits.of([p for p, _, _ in HITS], [box for _, _, box in HITS],
+                        [s for _, s, _ in HITS], ['grid'] * len(HITS), [None] * len(HITS))
+    return DocList[ImageDoc]([ImageDoc(text='q', chunk_hits=hits.to_bytes())])
 
 
 def _ranked(docs):
