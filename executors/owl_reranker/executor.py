@@ -5,10 +5,8 @@ Images come from the parent store's previews (LMDB at ``image_store``, opened re
 whose preview cannot be had keeps its first-stage score and box (a stored uri is never read).
 Scores combine as documented in ``loupe.rerank``.
 """
-import threading
 from typing import List, Optional
 
-import lmdb
 from docarray import DocList
 from jina import requests
 
@@ -22,8 +20,7 @@ from loupe.models import service_checkpoint
 from loupe.paths import default_store_path
 from loupe.rerank import Detection, Reranker, rerank_matches
 from loupe.schema import ImageDoc, Match
-from loupe.shard import readonly_store
-from loupe.store import ParentStore, StoredImage
+from loupe.store import StoreReader, StoredImage
 
 class OwlReranker(LoupeExecutor):
     settings_class = RerankerSettings
@@ -35,8 +32,7 @@ class OwlReranker(LoupeExecutor):
                                  half=s.half, batch_size=s.batch_size)
         # By default where the flows' parent storage writes: loupe.paths.default_store_path.
         self.image_store = s.image_store or str(default_store_path())
-        self._store: Optional[ParentStore] = None
-        self._store_lock = threading.Lock()
+        self.parents = self.own(StoreReader(self.image_store))
 
     @requests(on='/search')
     def search(self, docs: DocList[ImageDoc], parameters: Optional[dict] = None,
@@ -82,7 +78,10 @@ class OwlReranker(LoupeExecutor):
                                                     self.settings.min_detection_score))
 
     def _images(self, matches: List[Match]) -> List[Optional[DecodedImage]]:
-        store = self._open_store()
+        store = self.parents.get()
+        if store is None:
+            self.logger.warning(f'no image store at {self.image_store} yet; reranking only '
+                                'results with a readable uri')
         records = store.get_many([m.parent_id for m in matches]) if store else {}
         return [self._image(m, records.get(m.parent_id)) for m in matches]
 
@@ -95,20 +94,3 @@ class OwlReranker(LoupeExecutor):
             except ImageLoadError as e:
                 self.logger.warning(f'{match.parent_id}: bad preview in the store: {e}')
         return None  # a stored uri is a label: the service does not read it
-
-    def _open_store(self) -> Optional[ParentStore]:
-        """The parent store, opened on first use; retried per request until it exists."""
-        if self._store is None and self.image_store:
-            with self._store_lock:
-                if self._store is None:
-                    try:
-                        self._store = readonly_store(self.image_store)
-                    except (FileNotFoundError, lmdb.Error) as e:
-                        self.logger.warning(f'no image store at {self.image_store} ({e}); '
-                                            f'reranking only results with a readable uri')
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-        super().close()
