@@ -235,20 +235,13 @@ def serve(flow: str, workspace: Path, env: Optional[dict] = None, http: bool = F
 
 
 def executor_settings(flow: str, name: str) -> dict:
-    """Settings of executor ``name`` in the project's flow ``flow``: loupe.config's defaults
-    updated by its config.yml and the flow's ``uses_with``, so a direct call runs as the flow
-    would."""
+    """Settings of executor ``name`` in the project's flow ``flow`` (loupe.flows.executor_settings),
+    so a direct call runs as the flow would."""
     from dataclasses import asdict
 
-    import yaml
+    from loupe.flows import executor_settings as merged, flow_config
 
-    from loupe.config import EXECUTOR_SETTINGS, build
-    from loupe.flows import flow_config
-
-    executor = next(e for e in flow_config(flow)['executors'] if e.get('name') == name)
-    configured = yaml.safe_load(Path(executor['uses']).read_text()).get('with') or {}
-    return asdict(build(EXECUTOR_SETTINGS[name],
-                        {**configured, **(executor.get('uses_with') or {})}))
+    return asdict(merged(flow_config(flow), name))
 
 
 # --- output -------------------------------------------------------------------------------------

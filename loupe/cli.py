@@ -73,12 +73,10 @@ def _server(args) -> Optional[str]:
 def _loupe(args, flow: str, method: Optional[str] = None):
     from loupe import quiet
     from loupe.client import Loupe
-    from loupe.constants import DEFAULT_PORT
 
     server = _server(args)
     if server:
-        host, _, port = server.rpartition(':')
-        client = Loupe.connect(host or '127.0.0.1', int(port or DEFAULT_PORT), args.protocol,
+        client = Loupe.connect(server, protocol=args.protocol,
                                api_key=getattr(args, 'api_key', None))
         client.routed = server
         yield client
@@ -307,6 +305,8 @@ def cmd_serve(args) -> int:
     ends, this process ends the whole group. If this process ends first, whatever ended it, the
     child hears of it (loupe.lifeline) and takes the group down.
     """
+    if args.http_port is None:
+        args.http_port = args.port + 1 if args.port < 65535 else args.port - 1
     if os.environ.get(_SERVE_CHILD):
         return _serve(args)
     from loupe.preflight import check_flow
@@ -575,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--flow', default='serve', help='flow name or YAML file')
     p.add_argument('--host', default='127.0.0.1', help='address to listen on')
     p.add_argument('--port', type=_port, default=DEFAULT_PORT, help='gRPC port')
-    p.add_argument('--http-port', type=_port, default=DEFAULT_PORT + 1, help='HTTP port')
+    p.add_argument('--http-port', type=_port, help='HTTP port (default: --port + 1)')
     p.add_argument('--no-http', action='store_true', help='gRPC only')
     p.add_argument('--allow-folder', action='append', metavar='DIR',
                    help=f'let clients name files in DIR by uri (default: ${ENV_ALLOW_FOLDERS}, '

@@ -45,17 +45,33 @@ def _check(response: DocList[ImageDoc]) -> DocList[ImageDoc]:
     return response
 
 
+def split_address(host: str, port: Optional[int] = None) -> tuple:
+    """``(host, port)`` from ``'host'``, ``'host:port'`` or ``'[ipv6]:port'``, and ``port``."""
+    name, colon, tail = host.rpartition(':')
+    if colon and tail.isdigit() and (':' not in name or name.startswith('[')):
+        if port is not None and int(port) != int(tail):
+            raise InvalidRequestError(f'two ports given: {host!r} and port={port}')
+        host, port = name, int(tail)
+    host = host or '127.0.0.1'
+    port = DEFAULT_PORT if port is None else int(port)
+    if not 0 < port < 65536:
+        raise InvalidRequestError(f'port must be 1-65535, got {port}')
+    return host, port
+
+
 class Loupe(ExploreMixin):
     def __init__(self, target):
         self.target = target
         self.routed: Optional[str] = None  # the CLI: the service address it was sent to
 
     @classmethod
-    def connect(cls, host: str = '127.0.0.1', port: int = DEFAULT_PORT,
+    def connect(cls, host: str = '127.0.0.1', port: Optional[int] = None,
                 protocol: str = 'grpc', api_key: Optional[str] = None,
                 timeout: Optional[float] = DEFAULT_TIMEOUT) -> 'Loupe':
-        """A running service; ``api_key`` defaults to ``$LOUPE_API_KEY``; a request that gets no
-        answer within ``timeout`` seconds is an error."""
+        """A running service at ``host`` and ``port`` (or ``host`` as ``'host:port'``, as the
+        CLI's ``--server`` takes it); ``api_key`` defaults to ``$LOUPE_API_KEY``; a request that
+        gets no answer within ``timeout`` seconds is an error."""
+        host, port = split_address(host, port)
         jina_defaults()
         key = api_key or configured_key()
         if protocol == 'grpc':

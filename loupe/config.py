@@ -294,6 +294,10 @@ class GatewaySettings:
     fetch_concurrency: int = setting(8, Spec(int, 'reads in flight per request', min=1))
     static_dir: Optional[str] = setting(None, Spec(
         str, 'folder served at / (the web page); null: the one in the package', nullable=True))
+    search_bypass: Optional[Dict[str, Optional[str]]] = setting(None, Spec(
+        dict, 'executors a /search goes around (no hop): name -> the request parameter that '
+              "brings it back (null: always around); loupe's flow loader fills it in (the "
+              'segmenter; the reranker when its rerank is off); null: none', nullable=True))
 
 
 # Executor name in the flows -> its settings.

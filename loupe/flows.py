@@ -89,7 +89,44 @@ def flow_config(name_or_path: str, host: Optional[str] = None, port=None,
     for key, value in (('host', host), ('port', port), ('protocol', protocol)):
         if value is not None:
             settings[key] = value
+    _search_bypass(config)
     return config
+
+
+def executor_settings(config: dict, name: str):
+    """The settings executor ``name`` of ``config`` (a ``flow_config``) runs with: loupe.config's
+    defaults, then its config.yml's ``with``, then the flow's ``uses_with``."""
+    from loupe.config import EXECUTOR_SETTINGS, build
+
+    entry = next(e for e in config['executors'] if e.get('name') == name)
+    configured = yaml.safe_load(Path(entry['uses']).read_text()).get('with') or {}
+    return build(EXECUTOR_SETTINGS[name], {**configured, **(entry.get('uses_with') or {})})
+
+
+def _search_bypass(config: dict) -> None:
+    """Tell the loupe gateway which executors a /search can go around.
+
+    A Jina hop costs a few milliseconds however little the executor does, and Jina's gateway
+    does not reliably skip executors that do not bind an endpoint. A search goes around the
+    segmenter (it binds /index alone) and, when the reranker's ``rerank`` is off, around the
+    reranker unless the request sets ``rerank`` (``GatewaySettings.search_bypass``). The
+    reranker's setting stays its own: this only reads it.
+    """
+    gateway = config.get('gateway') or {}
+    uses = gateway.get('uses')
+    if not isinstance(uses, str) or not Path(uses).is_file():
+        return
+    if (yaml.safe_load(Path(uses).read_text()) or {}).get('jtype') != 'LoupeGateway':
+        return
+    overrides = gateway.setdefault('uses_with', {})
+    if 'search_bypass' in overrides:
+        return
+    names = {e.get('name') for e in config.get('executors', [])}
+    bypass = {'segmenter': None} if 'segmenter' in names else {}
+    if 'reranker' in names and not executor_settings(config, 'reranker').rerank:
+        bypass['reranker'] = 'rerank'
+    if bypass:
+        overrides['search_bypass'] = bypass
 
 
 def scaled_config(name_or_path: str, shards: Optional[int] = None,

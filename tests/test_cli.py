@@ -2,7 +2,6 @@
 service, sync, tags, paths, query arithmetic, paging, quiet output and early argument checks."""
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 
 from conftest import jpeg_bytes, synthetic_image
 from loupe.client import Loupe
-from loupe.constants import ENV_CLIP_MODEL, ENV_OWL_MODEL, ENV_SERVER, ENV_WORKSPACE
+from loupe.constants import ENV_CLIP_MODEL, ENV_OWL_MODEL, ENV_WORKSPACE
 from loupe.workspace import WorkspaceBusyError, owner
 
 
@@ -73,7 +72,7 @@ def test_plain_cli_commands_go_to_the_running_service(service, tmp_path):
     out = _cli(env, 'index', str(picture), '--tag', 'album=new')
     assert 'indexed 1 images' in out.stdout
     # The service itself sees it at once: the CLI did not start a flow of its own.
-    found = Loupe.connect(port=port).search(image=str(picture), filter={'album': 'new'}, limit=1)
+    found = Loupe.connect(f'127.0.0.1:{port}').search(image=str(picture), filter={'album': 'new'}, limit=1)
     assert [r.uri for r in found] == [str(picture)]
     status = _cli(env, 'status', '--json')  # global options work after the subcommand too
     assert json.loads(status.stdout)['service']['address'] == f'127.0.0.1:{port}'

@@ -16,13 +16,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from docarray import DocList
 from PIL import Image
 
 from conftest import environment, jpeg_bytes, synthetic_image
 from loupe import guard
 from loupe.client import Loupe
 from loupe.constants import (ENV_CLIP_MODEL, ENV_DETECTOR_MODEL, ENV_DINO_MODEL, ENV_OWL_MODEL,
-                             ENV_WORKSPACE, STATUS_ERROR, STATUS_INDEXED)
+                             ENV_WORKSPACE, SCORE_RERANK, STATUS_ERROR, STATUS_INDEXED)
 from loupe.errors import ImageLoadError, InvalidRequestError, LoupeError
 from loupe.fetch import ENV_ALLOW_FOLDERS, ENV_ALLOW_URLS, SourcePolicy, fetch, fetch_all
 from loupe.httpjson import parse_request, response_body
@@ -399,3 +400,87 @@ def test_a_slow_source_holds_up_only_its_own_request(service, silent_port):
     assert still_waiting, 'searches did not complete while the slow index request was pending'
     assert all(d.status == STATUS_ERROR and 'not read within 3 s' in d.error
                for d in answer['docs'])
+
+
+def _routes(grpc_port: int, parameters: dict) -> list:
+    """The executors a text search visited: the response's routes (Jina's own record) that
+    have an end (Jina also lists those it went around, without one)."""
+    from jina.types.request.data import DataRequest
+
+    from loupe.client import _query_doc
+    from loupe.transport import GrpcGateway
+
+    gateway = GrpcGateway('127.0.0.1', grpc_port, api_key=KEY)
+    try:
+        request = DataRequest()
+        request.header.exec_endpoint = '/search'
+        request.data.docs = DocList[ImageDoc]([_query_doc([(1.0, 'text', 'a red square')])])
+        request.parameters = parameters
+        response = gateway._stub.process_single_data(request, metadata=gateway._metadata,
+                                                     timeout=120)
+    finally:
+        gateway.close()
+    return [route.executor for route in response.routes if route.HasField('end_time')]
+
+
+def test_a_search_goes_around_the_segmenter_and_an_idle_reranker(service):
+    grpc_port, http_port = service
+    picture = jpeg_bytes(synthetic_image(320, 240, seed=31))
+    client = Loupe.connect(port=grpc_port, api_key=KEY)
+    client.index([picture])
+    # The serve flow's reranker is off by default: searches go around it unless they ask, and
+    # always around the segmenter.
+    assert 'reranker' not in _routes(grpc_port, {'limit': 3})
+    assert 'reranker' not in _routes(grpc_port, {'rerank': False})
+    assert _routes(grpc_port, {}) == ['gateway', 'encoder', 'indexer', 'ranker', 'storage']
+    assert _routes(grpc_port, {'rerank': True}) == ['gateway', 'encoder', 'indexer', 'ranker',
+                                                    'reranker', 'storage']
+    # Asked for, reranking happens on both protocols; not asked for, results are first-stage.
+    reranked, plain = client.search('a red square', rerank=True), client.search('a red square')
+    assert reranked and all(SCORE_RERANK in r.scores for r in reranked)
+    assert plain and not any(SCORE_RERANK in r.scores for r in plain)
+    status, answer = post(http_port, '/search', {'data': [{'text': 'a red square'}],
+                                                 'parameters': {'rerank': True}})
+    assert status == 200 and answer['data'][0]['matches']
+    assert all(SCORE_RERANK in m['scores'] for m in answer['data'][0]['matches'])
+    status, answer = post(http_port, '/search', {'data': [{'text': 'a red square'}]})
+    assert status == 200 and not any(SCORE_RERANK in m['scores']
+                                     for m in answer['data'][0]['matches'])
+
+
+BYPASS = {'segmenter': None, 'reranker': 'rerank'}
+
+
+@pytest.mark.parametrize('parameters, reranks', [
+    (None, False), ({'limit': 3}, False), ({'rerank': False}, False), ({'rerank': True}, True),
+    ({'rerank': 'false'}, True),  # not a bool: the executors refuse it, and say why
+])
+def test_only_searches_that_ask_for_reranking_visit_the_reranker(parameters, reranks):
+    import re
+
+    from executors.gateway.gateway import skip_pattern
+
+    def visited(bypass, endpoint='/search'):
+        pattern = skip_pattern(bypass, endpoint, parameters)
+        return [name for name in ('segmenter', 'encoder', 'indexer', 'ranker', 'reranker',
+                                  'storage') if pattern is None or re.match(pattern, name)]
+
+    assert visited(BYPASS) == ['encoder', 'indexer', 'ranker'] + ['reranker'] * reranks + \
+        ['storage']
+    assert visited({'segmenter': None}) == ['encoder', 'indexer', 'ranker', 'reranker', 'storage']
+    assert len(visited(BYPASS, '/index')) == len(visited(None)) == 6
+
+
+def test_the_flow_loader_fills_in_what_a_search_goes_around():
+    from loupe.flows import flow_config
+
+    def bypass(config):
+        return (config.get('gateway') or {}).get('uses_with', {}).get('search_bypass')
+
+    assert bypass(flow_config('query')) == {'reranker': 'rerank'}
+    assert bypass(flow_config('serve')) == BYPASS
+    assert bypass(flow_config('serve', executors={'reranker': {'rerank': True}})) == \
+        {'segmenter': None}
+    assert bypass(flow_config('index')) == {'segmenter': None}  # it answers no /search anyway
+    mine = flow_config('serve', gateway={'search_bypass': None})  # the operator's word wins
+    assert bypass(mine) is None

@@ -8,6 +8,8 @@ from jina import Client, Flow
 
 from executors.ranker.executor import Ranker
 from loupe.ann import ChunkHits
+from loupe.client import split_address
+from loupe.constants import DEFAULT_PORT
 from loupe.errors import LoupeError
 from loupe.schema import ImageDoc
 from loupe.transport import GrpcGateway
@@ -95,3 +97,23 @@ def test_a_closed_port_is_a_clear_error():
             gateway.post('/exists', DocList[ImageDoc]([ImageDoc(id='x')]))
     finally:
         gateway.close()
+
+
+@pytest.mark.parametrize('given, expected', [
+    (('10.0.0.2',), ('10.0.0.2', DEFAULT_PORT)),
+    (('10.0.0.2:55410',), ('10.0.0.2', 55410)),  # as the CLI's --server takes it
+    (('10.0.0.2', 55410), ('10.0.0.2', 55410)),
+    (('10.0.0.2:55410', 55410), ('10.0.0.2', 55410)),
+    ((':55410',), ('127.0.0.1', 55410)),
+    (('[::1]:55410',), ('[::1]', 55410)),
+    (('::1',), ('::1', DEFAULT_PORT)),
+])
+def test_an_address_is_host_and_port_or_host_colon_port(given, expected):
+    assert split_address(*given) == expected
+
+
+@pytest.mark.parametrize('given, message', [
+    (('10.0.0.2:1', 2), 'two ports'), (('10.0.0.2:70000',), 'port must be 1-65535')])
+def test_a_contradictory_or_impossible_address_is_a_clear_error(given, message):
+    with pytest.raises(LoupeError, match=message):
+        split_address(*given)

@@ -17,6 +17,7 @@ protocol on its port; on top of that:
 The rules themselves are plain code in loupe.guard, loupe.intake, loupe.fetch and loupe.httpjson.
 """
 import json
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -36,6 +37,7 @@ from loupe.constants import ENDPOINTS
 from loupe.errors import InvalidRequestError
 from loupe.httpjson import parse_request, response_body
 from loupe.intake import Intake, intake_from_settings, to_undo
+from loupe.parameters import check_parameters
 from loupe.schema import ImageDoc
 
 STATIC_DIR = Path(loupe.__file__).resolve().parent / 'static'
@@ -48,18 +50,42 @@ _CLIENT_ERRORS = frozenset({'InvalidRequestError', 'DimensionMismatchError', 'Va
 _HEALTH_SERVICE = '/grpc.health.v1.Health/'
 
 
+def skip_pattern(bypass: Optional[dict], endpoint: str, parameters: Optional[dict]):
+    """Jina's ``target_executor`` (a regex of the executors a request visits) for a /search: every
+    executor but those of ``bypass`` (``GatewaySettings.search_bypass``) that the request does not
+    bring back with their parameter. None: visit them all. A parameter the executors will refuse
+    brings its executor back: they say why."""
+    if not bypass or endpoint != '/search':
+        return None
+    around = []
+    for name, parameter in bypass.items():
+        given = {k: v for k, v in (parameters or {}).items() if parameter and k == parameter}
+        try:
+            if parameter and check_parameters('/search', given).get(parameter):
+                continue
+        except InvalidRequestError:
+            continue
+        around.append(re.escape(name))
+    return f'^(?!(?:{"|".join(around)})$)' if around else None
+
+
 class LoupeRequestHandler(GatewayRequestHandler):
     """Jina's request handler, with ``loupe.intake`` applied to every gRPC data request, and
     the parts of failed images undone after an /index."""
 
     intake: Intake = Intake()
+    search_bypass: Optional[dict] = None
 
     async def _prepare(self, request) -> list:
         """Check and fill in the request; the ids it sends on to the executors clean."""
         request.document_array_cls = DocList[ImageDoc]
         docs = request.docs
-        await self.intake.prepare(request.header.exec_endpoint, docs)
+        endpoint = request.header.exec_endpoint
+        await self.intake.prepare(endpoint, docs)
         request.data.docs = docs
+        skip = skip_pattern(self.search_bypass, endpoint, request.parameters)
+        if skip and not request.header.target_executor:
+            request.header.target_executor = skip
         return [doc.id for doc in docs if not doc.error]
 
     async def _finish(self, endpoint: str, sent: list, response) -> None:
@@ -153,8 +179,10 @@ class _GrpcServer(GRPCGateway):
 
 class _HttpServer(HTTPGateway):
     def __init__(self, api_key: Optional[str] = None, intake: Intake = None,
-                 allow_origins: List[str] = (), static_dir: Optional[str] = None, **kwargs):
+                 search_bypass: Optional[dict] = None, allow_origins: List[str] = (),
+                 static_dir: Optional[str] = None, **kwargs):
         self._api_key, self._intake = api_key, intake or Intake()
+        self._search_bypass = search_bypass
         self._allow_origins = list(allow_origins or ())
         self._static_dir = Path(static_dir) if static_dir else STATIC_DIR
         super().__init__(**kwargs)
@@ -217,6 +245,7 @@ class _HttpServer(HTTPGateway):
             async for result, error in self.streamer.stream(
                     docs=DocList[ImageDoc](docs), request_size=max(1, len(docs)),
                     exec_endpoint=endpoint, parameters=parameters,
+                    target_executor=skip_pattern(self._search_bypass, endpoint, parameters),
                     return_type=DocList[ImageDoc]):
                 if error is not None:
                     if endpoint == '/index':  # any of it may be written
@@ -243,7 +272,9 @@ class LoupeGateway(CompositeBaseServer, BaseGateway):
         settings = build(GatewaySettings, {k: kwargs.pop(k) for k in names(GatewaySettings)
                                            if k in kwargs})
         intake = intake_from_settings(settings)
-        LoupeRequestHandler.intake = intake  # the handler is built by Jina, in super().__init__
+        # The handler is built by Jina, in super().__init__.
+        LoupeRequestHandler.intake = intake
+        LoupeRequestHandler.search_bypass = settings.search_bypass
         if kwargs.get('req_handler_cls') in (None, GatewayRequestHandler):
             kwargs['req_handler_cls'] = LoupeRequestHandler
         super().__init__(**kwargs)
@@ -256,6 +287,7 @@ class LoupeGateway(CompositeBaseServer, BaseGateway):
                 self.servers.append(_GrpcServer(api_key=key, **server_kwargs))
             elif protocol.endswith('http'):
                 self.servers.append(_HttpServer(api_key=key, intake=intake,
+                                                search_bypass=settings.search_bypass,
                                                 allow_origins=settings.allow_origins,
                                                 static_dir=settings.static_dir, **server_kwargs))
             else:
