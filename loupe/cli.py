@@ -306,7 +306,7 @@ def cmd_serve(args) -> int:
     child hears of it (loupe.lifeline) and takes the group down.
     """
     if args.http_port is None:
-        args.http_port = args.port + 1 if args.port < 65535 else args.port - 1
+        args.http_port = default_http_port(args.port)
     if os.environ.get(_SERVE_CHILD):
         return _serve(args)
     from loupe.preflight import check_flow
@@ -451,6 +451,11 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
     return value
+
+
+def default_http_port(grpc_port: int) -> int:
+    """HTTP beside gRPC: the next port (the one before, at the top of the range)."""
+    return grpc_port + 1 if grpc_port < 65535 else grpc_port - 1
 
 
 def _port(text: str) -> int:

@@ -225,3 +225,12 @@ def test_bad_arguments_and_missing_models_are_one_line_before_anything_starts(
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'loupe.lock').exists()  # nothing started
+
+
+def test_http_follows_the_grpc_port_unless_given():
+    from loupe.cli import build_parser, default_http_port
+
+    args = build_parser().parse_args(['serve', '--port', '6000'])
+    assert args.http_port is None and default_http_port(args.port) == 6001
+    assert default_http_port(65535) == 65534
+    assert build_parser().parse_args(['serve', '--http-port', '7000']).http_port == 7000
