@@ -7,6 +7,7 @@ from typing import Optional
 import yaml
 
 from loupe.constants import ENV_FLOWS
+from loupe.errors import ConfigError
 
 
 def _resource_root() -> Path:
@@ -103,28 +104,40 @@ def executor_settings(config: dict, name: str):
     return build(EXECUTOR_SETTINGS[name], {**configured, **(entry.get('uses_with') or {})})
 
 
+def _jtype(uses) -> Optional[str]:
+    """The class an executor or gateway YAML names; None for anything else (a class name, a hub
+    address, a file that is not there)."""
+    if not isinstance(uses, str) or not uses.endswith(('.yml', '.yaml')) or \
+            not Path(uses).is_file():
+        return None
+    return (yaml.safe_load(Path(uses).read_text()) or {}).get('jtype')
+
+
 def _search_bypass(config: dict) -> None:
     """Tell the loupe gateway which executors a /search can go around.
 
     A Jina hop costs a few milliseconds however little the executor does, and Jina's gateway
-    does not reliably skip executors that do not bind an endpoint. A search goes around the
-    segmenter (it binds /index alone) and, when the reranker's ``rerank`` is off, around the
+    does not reliably skip executors that do not bind an endpoint. A search goes around loupe's
+    segmenter (it binds /index alone) and, when loupe's reranker has ``rerank`` off, around the
     reranker unless the request sets ``rerank`` (``GatewaySettings.search_bypass``). The
-    reranker's setting stays its own: this only reads it.
+    reranker's setting stays its own: this only reads it. Executors of other classes under
+    these names are never bypassed.
     """
     gateway = config.get('gateway') or {}
-    uses = gateway.get('uses')
-    if not isinstance(uses, str) or not Path(uses).is_file():
-        return
-    if (yaml.safe_load(Path(uses).read_text()) or {}).get('jtype') != 'LoupeGateway':
+    if _jtype(gateway.get('uses')) != 'LoupeGateway':
         return
     overrides = gateway.setdefault('uses_with', {})
     if 'search_bypass' in overrides:
         return
-    names = {e.get('name') for e in config.get('executors', [])}
-    bypass = {'segmenter': None} if 'segmenter' in names else {}
-    if 'reranker' in names and not executor_settings(config, 'reranker').rerank:
-        bypass['reranker'] = 'rerank'
+    classes = {e.get('name'): _jtype(e.get('uses')) for e in config.get('executors', [])}
+    bypass = {'segmenter': None} if classes.get('segmenter') == 'Segmenter' else {}
+    if classes.get('reranker') == 'OwlReranker':
+        try:
+            reranks = executor_settings(config, 'reranker').rerank
+        except ConfigError:
+            reranks = True  # the flow will refuse its settings and say why: route as written
+        if not reranks:
+            bypass['reranker'] = 'rerank'
     if bypass:
         overrides['search_bypass'] = bypass
 

@@ -484,3 +484,19 @@ def test_the_flow_loader_fills_in_what_a_search_goes_around():
     assert bypass(flow_config('index')) == {'segmenter': None}  # it answers no /search anyway
     mine = flow_config('serve', gateway={'search_bypass': None})  # the operator's word wins
     assert bypass(mine) is None
+
+
+def test_executors_of_other_classes_under_those_names_are_never_bypassed(tmp_path):
+    import yaml
+
+    from loupe.flows import PROJECT_ROOT, flow_config
+
+    flow = tmp_path / 'mine.yml'
+    flow.write_text(yaml.safe_dump({
+        'jtype': 'Flow', 'gateway': {'uses': str(PROJECT_ROOT / 'executors/gateway/config.yml')},
+        'executors': [{'name': 'segmenter', 'uses': 'MySegmenter'},
+                      {'name': 'reranker', 'uses': 'MyReranker'}]}))
+    assert 'search_bypass' not in flow_config(str(flow))['gateway'].get('uses_with', {})
+    # loupe's reranker with a setting it will refuse: routed as written, the flow says why
+    bad = flow_config('query', executors={'reranker': {'no_such_setting': 1}})
+    assert 'search_bypass' not in bad['gateway'].get('uses_with', {})
