@@ -129,7 +129,8 @@ def _search_bypass(config: dict) -> None:
     overrides = gateway.setdefault('uses_with', {})
     if 'search_bypass' in overrides:
         return
-    classes = {e.get('name'): _jtype(e.get('uses')) for e in config.get('executors', [])}
+    classes = {e['name']: _jtype(e.get('uses')) for e in config.get('executors', [])
+               if e.get('name') in ('segmenter', 'reranker')}
     bypass = {'segmenter': None} if classes.get('segmenter') == 'Segmenter' else {}
     if classes.get('reranker') == 'OwlReranker':
         try:

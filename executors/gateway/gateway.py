@@ -53,20 +53,23 @@ _HEALTH_SERVICE = '/grpc.health.v1.Health/'
 def skip_pattern(bypass: Optional[dict], endpoint: str, parameters: Optional[dict]):
     """Jina's ``target_executor`` (a regex of the executors a request visits) for a /search: every
     executor but those of ``bypass`` (``GatewaySettings.search_bypass``) that the request does not
-    bring back with their parameter. None: visit them all. A parameter the executors will refuse
-    brings its executor back: they say why."""
+    bring back with their parameter. None: visit them all."""
     if not bypass or endpoint != '/search':
         return None
-    around = []
-    for name, parameter in bypass.items():
-        given = {k: v for k, v in (parameters or {}).items() if parameter and k == parameter}
-        try:
-            if parameter and check_parameters('/search', given).get(parameter):
-                continue
-        except InvalidRequestError:
-            continue
-        around.append(re.escape(name))
+    around = [re.escape(name) for name, parameter in bypass.items()
+              if not _brings_back(parameter, parameters or {})]
     return f'^(?!(?:{"|".join(around)})$)' if around else None
+
+
+def _brings_back(parameter: Optional[str], parameters: dict) -> bool:
+    """The request turns ``parameter`` on, or gives it a value the executors will refuse (the
+    executor is visited, so the error names it)."""
+    if not parameter or parameter not in parameters:
+        return False
+    try:
+        return bool(check_parameters('/search', {parameter: parameters[parameter]})[parameter])
+    except InvalidRequestError:
+        return True
 
 
 class LoupeRequestHandler(GatewayRequestHandler):
